@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="thermostat_ctrl",
+    version="0.1.0",
+    description=(
+        "Sinara Thermostat (TEC controller) for physics labs: asyncio driver, "
+        "device simulator, ARTIQ controller and a Grafana/Prometheus HTTP bridge"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="LGPLv3+",
+    python_requires=">=3.10",
+    packages=find_packages(include=["thermostat_ctrl", "thermostat_ctrl.*"]),
+    install_requires=[
+        "numpy>=1.25",
+        "fastapi>=0.110",
+        "uvicorn>=0.27",
+        "pydantic>=2",
+        "prometheus_client>=0.17",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "hypothesis>=6",
+            "httpx>=0.25",
+        ],
+        "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
+    },
+    entry_points={
+        "console_scripts": [
+            "thermostat_sim = thermostat_ctrl.simulator.cli:main",
+        ],
+    },
+)
