@@ -23,6 +23,7 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-timeout>=2",
+            "pytest-asyncio>=0.23",
             "hypothesis>=6",
             "httpx>=0.25",
         ],
