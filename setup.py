@@ -26,12 +26,15 @@ setup(
             "pytest-asyncio>=0.23",
             "hypothesis>=6",
             "httpx>=0.25",
+            "pyyaml>=5",
         ],
         "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
     },
     entry_points={
         "console_scripts": [
             "thermostat_sim = thermostat_ctrl.simulator.cli:main",
+            "aqctl_thermostat = thermostat_ctrl.aqctl_thermostat:main",
+            "thermostat_bridge = thermostat_ctrl.bridge.cli:main",
         ],
     },
 )

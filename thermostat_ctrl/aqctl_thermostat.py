@@ -1,0 +1,156 @@
+"""ARTIQ controller for the Sinara Thermostat (``aqctl_thermostat``).
+
+Serves :class:`thermostat_ctrl.rpc.ThermostatRPC` as sipyco RPC target
+``thermostat`` on the same asyncio loop as the driver, with
+``allow_parallel=True``: the driver's lock serialises device exchanges, so a
+long call (``wait_settled``) never holds up another client or the controller
+manager's ``ping``.  The controller serves even while the device is
+unreachable; the driver reconnects when it comes back.
+
+sipyco is imported lazily: it is an optional dependency (the ``artiq`` extra).
+"""
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+
+from .driver import Thermostat
+from .rpc import ThermostatRPC
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3277
+TARGET_NAME = "thermostat"
+MISSING_SIPYCO = ("aqctl_thermostat needs sipyco, which is not installed: "
+                  "pip install 'thermostat_ctrl[artiq]' or use the ARTIQ nix flake")
+
+
+def _device_address(text: str) -> tuple:
+    """Parse ``HOST[:PORT]`` (IPv6 as ``[addr]:port`` or bare) into (host, port)."""
+    host, port = text, "23"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError("expected [IPV6]:PORT, not {!r}".format(text))
+        port = rest[1:] or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        port_number = 0
+    if not host or not 0 < port_number < 65536:
+        raise argparse.ArgumentTypeError("expected HOST[:PORT], not {!r}".format(text))
+    return host, port_number
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive, not {!r}".format(text))
+    return value
+
+
+def get_argparser() -> argparse.ArgumentParser:
+    """Command-line parser of ``aqctl_thermostat`` (needs sipyco)."""
+    from sipyco import common_args
+
+    parser = argparse.ArgumentParser(
+        description="ARTIQ controller for the Sinara Thermostat (RPC target {!r})".format(
+            TARGET_NAME))
+    device = parser.add_argument_group("device")
+    which = device.add_mutually_exclusive_group(required=True)
+    which.add_argument("-d", "--device", type=_device_address, metavar="HOST[:PORT]",
+                       help="address of the Thermostat (port 23 when omitted)")
+    which.add_argument("--simulation", action="store_true",
+                       help="serve the built-in simulator (in this process) instead of a device")
+    device.add_argument("--firmware", choices=("auto", "2023", "2025"), default="auto",
+                        help="firmware dialect, detected on connect by default; with"
+                             " --simulation also the simulated firmware (default 2025)")
+    device.add_argument("--timeout", type=_positive, default=5.0,
+                        help="seconds allowed for connecting and for each reply"
+                             " (default: %(default)s)")
+    device.add_argument("--speed", type=_positive, default=None,
+                        help="with --simulation: simulated seconds per real second (default 1)")
+    try:
+        common_args.simple_network_args(parser, DEFAULT_PORT, ssl=True)
+    except TypeError:  # sipyco < 1.9 has no TLS support
+        common_args.simple_network_args(parser, DEFAULT_PORT)
+    common_args.verbosity_args(parser)
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _ssl_config(ssl_args: list):
+    try:
+        from sipyco.tools import SimpleSSLConfig
+    except ImportError:  # sipyco < 1.10 names the module asyncio_tools
+        from sipyco.asyncio_tools import SimpleSSLConfig
+    return SimpleSSLConfig(*ssl_args)
+
+
+def main():
+    """Entry point of ``aqctl_thermostat``."""
+    try:
+        from sipyco import common_args
+        from sipyco.pc_rpc import simple_server_loop
+    except ImportError:
+        print(MISSING_SIPYCO, file=sys.stderr)
+        sys.exit(1)
+
+    parser = get_argparser()
+    args = parser.parse_args()
+    if args.speed is not None and not args.simulation:
+        parser.error("--speed is only valid with --simulation")
+    common_args.init_logger_from_args(args)
+
+    bind = common_args.bind_address_from_args(args)
+    ssl_args = getattr(args, "ssl", None)
+    if not ssl_args and (bind is None or not all(_is_loopback(h) for h in bind)):
+        logger.warning("listening beyond loopback (%s) without --ssl: anyone who can reach"
+                       " port %d can drive the Thermostat", bind or "all interfaces", args.port)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    simulator = None
+    driver = None
+    try:
+        if args.simulation:
+            from .simulator import Simulator
+            simulator = Simulator(firmware="2023" if args.firmware == "2023" else "2025",
+                                  speed=args.speed or 1.0)
+            host, port = "127.0.0.1", loop.run_until_complete(
+                simulator.start(host="127.0.0.1", port=0))
+            logger.info("simulated Thermostat on %s:%d", host, port)
+        else:
+            host, port = args.device
+        driver = Thermostat(host, port, timeout=args.timeout, firmware=args.firmware)
+        try:
+            loop.run_until_complete(driver.connect())
+        except (ConnectionError, TimeoutError) as e:
+            logger.warning("%s; serving anyway, commands retry the connection", e)
+        # ssl_config only when asked for: sipyco < 1.9 lacks the keyword
+        tls = {"ssl_config": _ssl_config(ssl_args)} if ssl_args else {}
+        simple_server_loop({TARGET_NAME: ThermostatRPC(driver)}, bind, args.port,
+                           description="Sinara Thermostat", allow_parallel=True, loop=loop,
+                           **tls)
+    finally:
+        if driver is not None:
+            loop.run_until_complete(driver.close())
+        if simulator is not None:
+            loop.run_until_complete(simulator.stop())
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()
