@@ -14,7 +14,7 @@ return shapes are the same for both dialects.
 import asyncio
 import logging
 import time
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import protocol
 from .protocol import Command, DeviceError, ProtocolError
@@ -186,6 +186,14 @@ class Thermostat:
         command = protocol.show(topic, await self._dialect())
         return protocol.channel_list(await self._query(command), command.text)
 
+    async def _set_each(self, build: Callable[[str, float], Command], values: dict) -> None:
+        """Send ``build(name, value)`` for every given value; all are validated first."""
+        commands = [build(k, v) for k, v in values.items() if v is not None]
+        if not commands:
+            raise ValueError("give at least one of " + ", ".join(values))
+        for command in commands:
+            await self._exchange(command)
+
     # ------------------------------------------------------------- getters
 
     async def report(self) -> list:
@@ -236,29 +244,20 @@ class Thermostat:
         flows until they are set.
         """
         firmware = await self._dialect()
-        values = {"max_i_pos": max_i_pos, "max_i_neg": max_i_neg, "max_v": max_v}
-        commands = [protocol.set_output_limit(firmware, ch, k, v)
-                    for k, v in values.items() if v is not None]
-        if not commands:
-            raise ValueError("give at least one of max_i_pos, max_i_neg, max_v")
-        for command in commands:
-            await self._exchange(command)
+        await self._set_each(lambda k, v: protocol.set_output_limit(firmware, ch, k, v),
+                             {"max_i_pos": max_i_pos, "max_i_neg": max_i_neg, "max_v": max_v})
 
     async def set_pid_params(self, ch: int, kp: Optional[float] = None,
                              ki: Optional[float] = None, kd: Optional[float] = None,
                              output_min: Optional[float] = None,
                              output_max: Optional[float] = None) -> None:
         """Set the given PID gains (per sample) and output range (A)."""
-        values = {"kp": kp, "ki": ki, "kd": kd, "output_min": output_min,
-                  "output_max": output_max}
-        commands = [protocol.set_pid_param(ch, k, v) for k, v in values.items() if v is not None]
-        if not commands:
-            raise ValueError("give at least one of " + ", ".join(values))
         if output_min is not None and output_max is not None and output_min > output_max:
             raise ValueError("output_min ({}) must not exceed output_max ({})".format(
                 output_min, output_max))
-        for command in commands:
-            await self._exchange(command)
+        await self._set_each(lambda k, v: protocol.set_pid_param(ch, k, v),
+                             {"kp": kp, "ki": ki, "kd": kd, "output_min": output_min,
+                              "output_max": output_max})
 
     async def set_target(self, ch: int, celsius: float) -> None:
         """Set the PID target temperature in degrees Celsius."""
@@ -272,13 +271,8 @@ class Thermostat:
                               r0: Optional[float] = None, b: Optional[float] = None) -> None:
         """Set the given thermistor parameters: t0 (degC), r0 (ohm), b (K)."""
         firmware = await self._dialect()
-        values = {"t0": t0, "r0": r0, "b": b}
-        commands = [protocol.set_b_param(firmware, ch, k, v)
-                    for k, v in values.items() if v is not None]
-        if not commands:
-            raise ValueError("give at least one of t0, r0, b")
-        for command in commands:
-            await self._exchange(command)
+        await self._set_each(lambda k, v: protocol.set_b_param(firmware, ch, k, v),
+                             {"t0": t0, "r0": r0, "b": b})
 
     async def set_postfilter(self, ch: int, rate_hz: Optional[float]) -> None:
         """Set the ADC postfilter rate in Hz (a supported rate), or None for off."""
