@@ -1,0 +1,402 @@
+"""The bridge's HTTP API against the in-process simulator (fast simulated time)."""
+
+import asyncio
+import contextlib
+import csv
+import gzip
+import io
+import math
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from thermostat_ctrl.bridge import render, schema
+from thermostat_ctrl.bridge.app import create_app
+from thermostat_ctrl.bridge.config import BridgeConfig
+from thermostat_ctrl.bridge.poller import Poller
+
+PERIOD = 0.05
+
+
+async def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    """Await until ``condition()`` (sync or async) is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        await asyncio.sleep(0.01)
+
+
+def bridge_config(data_dir, **kwargs) -> BridgeConfig:
+    """A simulation config with fast polls and fast simulated time."""
+    options = dict(simulation=True, speed=20.0, data_dir=str(data_dir), poll_period=PERIOD,
+                   memory_s=60.0)
+    options.update(kwargs)
+    return BridgeConfig(**options)
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(data_dir, **kwargs):
+    """Yield (bridge, client) for an app on the simulator, lifespan running."""
+    app = create_app(bridge_config(data_dir, **kwargs))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+            yield app.state.bridge, client
+
+
+async def polled(bridge, n: int) -> None:
+    """Wait until the bridge has made at least ``n`` successful polls."""
+    await wait_for(lambda: bridge.poller.polls_ok >= n, what="{} polls".format(n))
+
+
+@pytest.fixture
+async def bridge_client(tmp_path):
+    async with running_bridge(tmp_path) as (bridge, client):
+        await polled(bridge, 5)
+        yield bridge, client
+
+
+def parse_csv(text: str) -> list:
+    """Rows of a CSV body after checking the format rules (Go encoding/csv-like)."""
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    assert "\n\n" not in text and "\r" not in text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert all(len(r) == len(rows[0]) for r in rows)
+    return rows
+
+
+# ---------------------------------------------------------------- endpoints
+
+async def test_report_and_health(bridge_client):
+    bridge, client = bridge_client
+    r = await client.get("/report")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["time"] == schema.iso_time(body["ts"])
+    assert [c["channel"] for c in body["channels"]] == [0, 1]
+    assert isinstance(body["channels"][0]["temperature"], float)
+    assert body["channels"][0]["pid_engaged"] is True
+    r = await client.get("/health")
+    assert r.status_code == 200
+    health = r.json()
+    assert health["status"] == "ok" and health["connected"] and health["simulation"]
+    assert health["firmware"] == "2025"
+    assert health["polls_ok"] >= 5 and health["csv_write_errors"] == 0
+    assert health["fields"][:3] == [schema.DEVICE_TIME, "interval", "adc"]
+
+
+async def test_series_rows(bridge_client):
+    bridge, client = bridge_client
+    r = await client.get("/series")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    rows = r.json()
+    assert len(rows) >= 5
+    columns = schema.columns_for(bridge.poller.fields)
+    assert list(rows[0]) == ["time", "ts", *columns]
+    ts = [row["ts"] for row in rows]
+    assert ts == sorted(set(ts))
+    for row in rows:
+        assert row["time"] == schema.iso_time(row["ts"])
+        assert row["pid_engaged_ch0"] == 1 and row["pid_engaged_ch1"] == 1
+        assert 10 < row["temperature_ch0"] < 40
+        assert row["device_time_ch0"] > 0
+
+
+async def test_data_csv_matches_log_format(bridge_client, tmp_path):
+    bridge, client = bridge_client
+    r = await client.get("/data.csv", headers={"Accept": "text/csv; charset=utf-8"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = parse_csv(r.text)
+    assert rows[0] == ["time", "ts", *schema.columns_for(bridge.poller.fields)]
+    assert len(rows) >= 6
+    for row in rows[1:]:
+        assert row[0] == schema.iso_time(int(row[1]))
+        assert row[1].isdigit()
+    # The served rows are byte-identical to the CSV log's rows.
+    logged = (tmp_path / "thermostat-{}.csv".format(rows[1][0][:10])).read_text()
+    assert logged.splitlines()[0] == ",".join(rows[0])
+    log_lines = set(logged.splitlines()[1:])
+    assert all(",".join(row) in log_lines for row in rows[1:] if row[0][:10] == rows[1][0][:10])
+
+
+async def test_data_csv_gzip(bridge_client):
+    bridge, client = bridge_client
+    await polled(bridge, 40)  # enough rows for the body to be worth compressing
+    r = await client.get("/data.csv", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    plain = await client.get("/data.csv", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert parse_csv(r.text)[0] == parse_csv(plain.text)[0]
+
+
+async def test_from_to_inclusive_and_fields(bridge_client):
+    bridge, client = bridge_client
+    rows = (await client.get("/series")).json()
+    first, last = rows[1]["ts"], rows[3]["ts"]
+    r = await client.get("/series", params={"from": first, "to": last,
+                                            "fields": "temperature,tec_i"})
+    got = r.json()
+    assert [row["ts"] for row in got] == [row["ts"] for row in rows[1:4]]
+    assert list(got[0]) == ["time", "ts", "temperature_ch0", "temperature_ch1",
+                            "tec_i_ch0", "tec_i_ch1"]
+    assert got[0]["temperature_ch0"] == rows[1]["temperature_ch0"]
+    csv_rows = parse_csv((await client.get("/data.csv", params={
+        "from": first, "to": last, "fields": "temperature"})).text)
+    assert [int(row[1]) for row in csv_rows[1:]] == [row["ts"] for row in rows[1:4]]
+
+
+async def test_max_points_keeps_extremes(bridge_client):
+    bridge, client = bridge_client
+    await polled(bridge, 40)
+    raw = (await client.get("/series", params={"fields": "temperature"})).json()
+    start, end = raw[0]["ts"], raw[-1]["ts"]
+    params = {"from": start, "to": end, "fields": "temperature", "max_points": 6}
+    down = (await client.get("/series", params=params)).json()
+    assert 2 <= len(down) <= 6
+    for column in ("temperature_ch0", "temperature_ch1"):
+        for extreme in (min, max):
+            assert (extreme(r[column] for r in down if r[column] is not None)
+                    == extreme(r[column] for r in raw if r[column] is not None))
+    rows = parse_csv((await client.get("/data.csv", params=params)).text)
+    assert 3 <= len(rows) <= 7
+
+
+async def test_save_once(bridge_client):
+    bridge, client = bridge_client
+    r = await client.post("/save_once")
+    assert r.status_code == 200
+    row = r.json()
+    assert list(row)[:2] == ["time", "ts"] and row["time"] == schema.iso_time(row["ts"])
+    series = (await client.get("/series", params={"from": row["ts"], "to": row["ts"]})).json()
+    assert series == [row]
+
+
+async def test_concurrent_save_once_never_overlaps(bridge_client):
+    bridge, client = bridge_client
+    driver = bridge.poller.driver
+    report = driver.report
+    active = []
+    most = 0
+
+    async def counting_report():
+        nonlocal most
+        active.append(1)
+        most = max(most, len(active))
+        try:
+            return await report()
+        finally:
+            active.pop()
+
+    driver.report = counting_report
+    replies = await asyncio.gather(*(client.post("/save_once") for _ in range(8)))
+    assert [r.status_code for r in replies] == [200] * 8
+    assert len({r.json()["ts"] for r in replies}) == 8
+    assert most == 1
+
+
+async def test_landing_docs_and_openapi(bridge_client):
+    bridge, client = bridge_client
+    r = await client.get("/")
+    assert r.status_code == 200 and 'href="metrics"' in r.text
+    assert (await client.get("/docs")).status_code == 200
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/report", "/series", "/data.csv", "/save_once", "/health", "/metrics"} <= set(paths)
+
+
+# ------------------------------------------------------- staleness and gaps
+
+async def test_hang_makes_report_stale_and_leaves_a_gap(tmp_path):
+    async with running_bridge(tmp_path) as (bridge, client):
+        await polled(bridge, 5)
+        sim = bridge.simulation.sim
+        sim.faults.hang = True
+        hung_at = time.time() * 1000
+        r = await wait_for(lambda: _status(client.get("/report"), 503), what="stale /report")
+        assert "stale" in r.json()["detail"]
+        assert (await client.get("/health")).status_code == 503
+        await wait_for(lambda: bridge.poller.failures["timeout"] >= 1, what="a timeout")
+        assert (await client.get("/health")).json()["poll_errors"]["timeout"] >= 1
+        sim.faults.hang = False
+        resumed_at = time.time() * 1000
+        await wait_for(lambda: _status(client.get("/report"), 200), what="fresh /report")
+        await polled(bridge, bridge.poller.polls_ok + 3)
+        ts = np.array([row["ts"] for row in (await client.get("/series")).json()])
+        # Nothing was recorded while the device hung: a gap, no repeated rows.
+        assert not np.any((ts > hung_at + 100) & (ts < resumed_at - 100))
+        assert np.any(ts < hung_at) and np.any(ts > resumed_at)
+
+
+async def _status(request, status: int):
+    response = await request
+    return response if response.status_code == status else None
+
+
+async def test_report_before_any_reading(tmp_path):
+    async with running_bridge(tmp_path) as (bridge, client):
+        bridge.simulation.sim.faults.hang = True
+        await wait_for(lambda: bridge.poller.failures["timeout"] >= 1, what="a timeout")
+        bridge.poller.latest = None  # as before the first poll
+        r = await client.get("/report")
+        assert r.status_code == 503 and "no reading yet" in r.json()["detail"]
+        health = await client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "no data"
+
+
+async def test_unknown_configured_field_stops_polling(tmp_path):
+    async with running_bridge(tmp_path, fields=("temperature", "nosuch")) as (bridge, client):
+        await wait_for(lambda: bridge.poller.stopped.is_set(), what="poller stop")
+        health = (await client.get("/health")).json()
+        assert health["status"] == "failed" and "nosuch" in health["error"]
+        assert bridge.store.rows_written == 0
+
+
+async def test_field_subset_and_schema_change_across_restarts(tmp_path):
+    async with running_bridge(tmp_path, fields=("temperature",)) as (bridge, client):
+        await polled(bridge, 3)
+        first = (await client.get("/series")).json()
+        assert list(first[0]) == ["time", "ts", "temperature_ch0", "temperature_ch1"]
+    async with running_bridge(tmp_path) as (bridge, client):
+        await polled(bridge, 3)
+        rows = (await client.get("/series", params={"fields": "temperature"})).json()
+        assert {r["ts"] for r in first} <= {r["ts"] for r in rows}
+        both = (await client.get("/series", params={"fields": "temperature,tec_i"})).json()
+        old = [r for r in both if r["ts"] <= first[-1]["ts"]]
+        assert old and all(r["tec_i_ch0"] is None for r in old)
+
+
+# --------------------------------------------------------------- bad input
+
+BAD_QUERIES = [
+    ({"from": "abc"}, "from"), ({"from": "-1"}, "from"), ({"to": "1.5"}, "to"),
+    ({"from": "10", "to": "5"}, "from"), ({"from": str(10 ** 30)}, "from"),
+    ({"max_points": "1"}, "max_points"), ({"max_points": str(10 ** 9)}, "max_points"),
+    ({"max_points": "x"}, "max_points"), ({"fields": "temperature,nosuch"}, "fields"),
+    ({"fields": ""}, "fields"), ({"fields": "temperature,temperature"}, "fields"),
+]
+
+
+@pytest.mark.parametrize("path", ["/series", "/data.csv"])
+async def test_bad_input_gets_422_naming_the_parameter(bridge_client, path):
+    bridge, client = bridge_client
+    for params, name in BAD_QUERIES:
+        r = await client.get(path, params=params)
+        assert r.status_code == 422, (params, r.text)
+        detail = r.json()["detail"]
+        assert any(name in e["loc"] for e in detail), (params, detail)
+        assert "Traceback" not in r.text
+
+
+@pytest.fixture(scope="module")
+def sync_client(tmp_path_factory):
+    app = create_app(bridge_config(tmp_path_factory.mktemp("fuzz")))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while app.state.bridge.poller.polls_ok < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the app runs in TestClient's thread
+        yield client
+
+
+_text = st.one_of(st.none(), st.integers(-2 ** 70, 2 ** 70).map(str),
+                  st.text(max_size=12), st.sampled_from(["temperature", "tec_i,adc", "1e3"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(["/series", "/data.csv"]), start=_text, end=_text, fields=_text,
+       max_points=_text)
+def test_fuzzed_queries_never_fail_the_server(sync_client, path, start, end, fields, max_points):
+    params = {k: v for k, v in {"from": start, "to": end, "fields": fields,
+                                "max_points": max_points}.items() if v is not None}
+    r = sync_client.get(path, params=params)
+    assert r.status_code in (200, 422), (params, r.status_code, r.text)
+    assert "Traceback" not in r.text
+
+
+# ------------------------------------------------------------------ schedule
+
+class _FakeStore:
+    def __init__(self):
+        self.rows = []
+        self.rows_written = self.write_errors = 0
+
+    def append(self, ts_ms, columns, values, durable=False):
+        self.rows.append(ts_ms)
+        return True
+
+
+class _FakeDriver:
+    """Answers report() after a delay chosen per call; records call times."""
+
+    connected, firmware = True, "2025"
+
+    def __init__(self, delays):
+        self.delays = delays
+        self.calls = []
+
+    async def report(self):
+        self.calls.append(time.monotonic())
+        await asyncio.sleep(self.delays.get(len(self.calls), 0.0))
+        return [{"channel": ch, "temperature": 25.0, "pid_engaged": True} for ch in (0, 1)]
+
+    async def get_pid(self):
+        return [{"channel": ch, "target": 25.0} for ch in (0, 1)]
+
+    async def get_hwrev(self):
+        return {"rev": {"major": 2, "minor": 2}}
+
+    async def close(self):
+        pass
+
+
+async def test_schedule_is_drift_free_and_skips_late_polls():
+    period = 0.05
+    driver = _FakeDriver({4: 2.3 * period})  # the 4th poll overruns two instants
+    poller = Poller(_FakeStore(), period)
+    poller.start(driver)
+    try:
+        await wait_for(lambda: len(driver.calls) >= 12, what="12 polls")
+    finally:
+        await poller.stop()
+    start = driver.calls[0]
+    slots = [(t - start) / period for t in driver.calls]
+    # Every poll starts on the grid start + n * period (no drift) ...
+    assert all(abs(s - round(s)) < 0.4 for s in slots), slots
+    ns = [round(s) for s in slots]
+    # ... the late one made the loop skip the instants it missed, never bunch.
+    assert ns[:5] == [0, 1, 2, 3, 6] and ns[5:] == list(range(7, 7 + len(ns) - 5))
+    assert poller.skipped == 2
+    assert poller.fields == ["temperature", "pid_engaged"]
+
+
+def test_render_is_fast():
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(20, 5, size=(3600, 26)), 6)
+    values[::9, 4] = math.nan
+    values[:, 10:12] = rng.integers(0, 2, size=(3600, 2))
+    ts = 1_795_759_540_000 + 1000 * np.arange(3600, dtype=np.int64)
+    columns = ["f{}_ch{}".format(i // 2, i % 2) for i in range(26)]
+    for row in values:
+        render.warm(columns, row)  # as the poller does for each sample
+    timings = []
+    for _ in range(3):
+        began = time.thread_time()  # CPU time: robust against a busy CI machine
+        body = render.to_csv(ts, columns, values)
+        text = render.to_json(ts, columns, values)
+        timings.append(time.thread_time() - began)
+    assert min(timings) < 0.06, timings  # both renderings together
+    rows = parse_csv(body.decode())
+    assert rows[1][6] == "" and rows[1][12] in ("0", "1")
+    assert float(rows[2][2]) == values[1, 0]
+    assert gzip.compress(body)  # well-formed bytes
+    assert text.startswith(b'[{"time":"') and b"NaN" not in text

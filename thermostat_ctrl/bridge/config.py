@@ -1,0 +1,145 @@
+"""Configuration of the HTTP bridge, from the command line or the environment.
+
+Environment variables read by :meth:`BridgeConfig.from_env` (used by the ASGI
+factory ``thermostat_ctrl.bridge.app:app_from_env``):
+
+============================  ==============================================
+``THERMOSTAT_DEVICE``         device address ``HOST[:PORT]`` (port 23)
+``THERMOSTAT_SIMULATION``     ``1``/``true``/``yes``: use the built-in simulator
+``THERMOSTAT_SPEED``          simulated time factor (simulation only, 1)
+``THERMOSTAT_DATA_DIR``       CSV log directory (``./thermostat-data``)
+``THERMOSTAT_POLL_PERIOD``    seconds between polls (1.0)
+``THERMOSTAT_MEMORY_S``       seconds of samples kept in memory (600)
+``THERMOSTAT_FIELDS``         comma-separated report fields (all numeric ones)
+``THERMOSTAT_FIRMWARE``       ``auto``, ``2023`` or ``2025`` (``auto``)
+``THERMOSTAT_TIMEOUT``        seconds allowed per device reply (derived
+                              from the poll period when unset)
+============================  ==============================================
+
+Exactly one of ``THERMOSTAT_DEVICE`` and ``THERMOSTAT_SIMULATION`` must be set.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from .. import protocol
+
+ENV_PREFIX = "THERMOSTAT_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Validated settings of one bridge process (ValueError on bad values)."""
+
+    device: Optional[str] = None
+    simulation: bool = False
+    speed: float = 1.0
+    data_dir: str = "./thermostat-data"
+    poll_period: float = 1.0
+    memory_s: float = 600.0
+    fields: Optional[tuple] = None
+    firmware: str = "auto"
+    timeout: Optional[float] = None
+
+    def __post_init__(self):
+        if (self.device is None) == (not self.simulation):
+            raise ValueError("give exactly one of a device address and simulation")
+        if self.device is not None:
+            parse_device(self.device)
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
+        if self.speed != 1.0 and not self.simulation:
+            raise ValueError("speed only applies to the simulation")
+        if not (math.isfinite(self.poll_period) and self.poll_period > 0):
+            raise ValueError("poll period must be a positive number of seconds, not {!r}"
+                             .format(self.poll_period))
+        if not (math.isfinite(self.memory_s) and self.memory_s >= self.poll_period):
+            raise ValueError("memory must be at least one poll period ({} s), not {!r}"
+                             .format(self.poll_period, self.memory_s))
+        if self.firmware != "auto":
+            protocol.check_firmware(self.firmware)
+        if self.fields is not None and not self.fields:
+            raise ValueError("fields must name at least one report field")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError("timeout must be a positive number of seconds, not {!r}"
+                             .format(self.timeout))
+
+    @property
+    def capacity(self) -> int:
+        """Rows kept in memory: ``memory_s / poll_period``."""
+        return max(1, math.ceil(self.memory_s / self.poll_period - 1e-9))
+
+    @property
+    def reply_timeout(self) -> float:
+        """Seconds allowed per device reply: the configured timeout, else three
+        poll periods clamped to 0.5..5 s."""
+        if self.timeout is not None:
+            return self.timeout
+        return min(5.0, max(0.5, 3 * self.poll_period))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "BridgeConfig":
+        """Build the configuration from ``THERMOSTAT_*`` variables (see the module doc)."""
+        def get(name: str) -> Optional[str]:
+            value = environ.get(ENV_PREFIX + name)
+            return None if value is None or not value.strip() else value.strip()
+
+        def number(name: str, default: float) -> float:
+            text = get(name)
+            if text is None:
+                return default
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError("{}{} must be a number, not {!r}".format(
+                    ENV_PREFIX, name, text)) from None
+
+        simulation = (get("SIMULATION") or "").lower()
+        if simulation not in _TRUE + _FALSE:
+            raise ValueError("{}SIMULATION must be 1 or 0, not {!r}".format(ENV_PREFIX, simulation))
+        timeout = get("TIMEOUT")
+        return cls(
+            device=get("DEVICE"),
+            simulation=simulation in _TRUE,
+            speed=number("SPEED", 1.0),
+            data_dir=get("DATA_DIR") or cls.data_dir,
+            poll_period=number("POLL_PERIOD", cls.poll_period),
+            memory_s=number("MEMORY_S", cls.memory_s),
+            fields=parse_fields(get("FIELDS")),
+            firmware=get("FIRMWARE") or "auto",
+            timeout=None if timeout is None else number("TIMEOUT", 0.0),
+        )
+
+
+def parse_fields(text: Optional[str]) -> Optional[tuple]:
+    """Split a comma-separated field list; None for no list."""
+    if text is None:
+        return None
+    fields = tuple(f.strip() for f in text.split(","))
+    if not all(fields):
+        raise ValueError("empty name in field list {!r}".format(text))
+    return fields
+
+
+def parse_device(address: str) -> tuple:
+    """Split ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) into (host, port)."""
+    host, port = address, 23
+    if address.startswith("["):
+        host, sep, rest = address[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("bad device address {!r}".format(address))
+        port_text = rest[1:] if rest else None
+    elif address.count(":") == 1:
+        host, port_text = address.split(":")
+    else:
+        port_text = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError("bad port in device address {!r}".format(address))
+        port = int(port_text)
+    if not host:
+        raise ValueError("no host in device address {!r}".format(address))
+    return host, port

@@ -1,0 +1,181 @@
+"""Data endpoints: the latest reading, stored rows as JSON or CSV, one-off polls."""
+
+import time
+from typing import Annotated, Any, Callable, Optional, Union
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from . import render, schema
+from .poller import PollError
+from .runtime import Bridge, bridge_of
+
+router = APIRouter(tags=["data"])
+
+#: Largest ``max_points``; ranges with more rows are always downsampled to it.
+MAX_POINTS_CAP = 100_000
+#: Latest accepted epoch ms (9999-12-31T23:59:59.999Z).
+TS_MAX = 253_402_300_799_999
+#: Range of /data.csv without ``from``.
+CSV_DEFAULT_MS = 24 * 3600 * 1000
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+_EXAMPLE_CHANNEL = {
+    "channel": 0, "time": 3523.442, "interval": 0.12, "adc": 0.8168, "sens": 10000.544,
+    "temperature": 24.9987, "pid_engaged": True, "i_set": 0.123, "dac_value": 1.5615,
+    "dac_feedback": 1.559, "i_tec": 1.549, "tec_i": 0.1225, "tec_u_meas": 0.24,
+    "pid_output": 0.123,
+}
+_EXAMPLE_ROW = {"time": "2026-11-28T06:05:40.123Z", "ts": 1795759540123,
+                "temperature_ch0": 24.9987, "temperature_ch1": None,
+                "pid_engaged_ch0": 1, "pid_engaged_ch1": 0}
+
+
+class Report(BaseModel):
+    """The latest reading: both channel objects as the device reported them."""
+
+    ts: int = Field(description="Epoch milliseconds of the reply")
+    time: str = Field(description="`ts` as ISO-8601 UTC")
+    channels: list[dict[str, Any]] = Field(description="Channel 0 and 1 report objects")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "ts": 1795759540123, "time": "2026-11-28T06:05:40.123Z",
+        "channels": [_EXAMPLE_CHANNEL, {**_EXAMPLE_CHANNEL, "channel": 1}]}]}}
+
+
+Cell = Union[str, int, float, None]
+
+
+class Problem(BaseModel):
+    """Why a request could not be answered."""
+
+    detail: str = Field(examples=["no reading yet"])
+
+
+FromMs = Annotated[Optional[int], Query(
+    alias="from", ge=0, le=TS_MAX, description="First epoch ms (inclusive)",
+    examples=[1795759540000])]
+ToMs = Annotated[Optional[int], Query(
+    ge=0, le=TS_MAX, description="Last epoch ms (inclusive); default now",
+    examples=[1795759600000])]
+Fields = Annotated[Optional[str], Query(
+    description="Comma-separated report fields (default: all recorded)",
+    examples=["temperature,tec_i"])]
+MaxPoints = Annotated[Optional[int], Query(
+    ge=2, le=MAX_POINTS_CAP,
+    description="At most this many rows: larger ranges keep each aligned bucket's minimum"
+                " and maximum. Default (and cap) {}.".format(MAX_POINTS_CAP))]
+
+
+def invalid(parameter: str, message: str, value: Any) -> RequestValidationError:
+    """A 422 error naming a query parameter, shaped like FastAPI's own."""
+    return RequestValidationError([{"type": "value_error", "loc": ("query", parameter),
+                                    "msg": message, "input": value}])
+
+
+def known_fields(bridge: Bridge) -> list:
+    """Fields with stored columns (current schema and history), in column order."""
+    fields = list(bridge.poller.fields or [])
+    for column in bridge.store.all_columns():
+        field = column.rpartition("_ch")[0]
+        if field and field not in fields:
+            fields.append(field)
+    return fields
+
+
+def _columns(bridge: Bridge, fields: Optional[str]) -> Optional[list]:
+    if fields is None:
+        return None
+    names = [f.strip() for f in fields.split(",")]
+    try:
+        schema.check_fields(names, known_fields(bridge))
+    except ValueError as e:
+        raise invalid("fields", str(e), fields) from None
+    return schema.columns_for(names)
+
+
+def _range(from_ms: Optional[int], to_ms: Optional[int], default_ms: int) -> tuple:
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise invalid("from", "from ({}) is later than to ({})".format(from_ms, to_ms), from_ms)
+    if to_ms is None:
+        to_ms = max(int(time.time() * 1000), from_ms or 0)
+    if from_ms is None:
+        from_ms = max(0, to_ms - default_ms)
+    return from_ms, to_ms
+
+
+async def _rendered(bridge: Bridge, render_table: Callable, from_ms: Optional[int],
+                    to_ms: Optional[int], fields: Optional[str], max_points: Optional[int],
+                    default_ms: int) -> bytes:
+    """Query the store and render the rows, in a worker thread (the store may
+    read files; the event loop keeps polling meanwhile)."""
+    start, end = _range(from_ms, to_ms, default_ms)
+    columns = _columns(bridge, fields)
+
+    def work() -> bytes:
+        table = bridge.store.query(start, end, columns, max_points or MAX_POINTS_CAP)
+        return render_table(table.ts, table.columns, table.values)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/report", response_model=Report,
+            responses={503: {"model": Problem, "description": "No reading, or it is stale"}})
+async def report(bridge: Bridge = Depends(bridge_of)) -> Report:
+    """The latest reading; 503 before the first one or when it is older than
+    three poll periods."""
+    poller = bridge.poller
+    sample = poller.fresh()
+    if sample is None:
+        if poller.latest is None:
+            reason = "no reading yet"
+        else:
+            reason = "stale: the latest reading is {:.1f} s old (limit {:g} s)".format(
+                poller.sample_age(), poller.stale_after)
+        if poller.last_error:
+            reason += "; last error: " + poller.last_error
+        raise HTTPException(503, reason)
+    return Report(ts=sample.ts, time=sample.time, channels=sample.report)
+
+
+@router.get("/series", response_model=list[dict[str, Cell]],
+            responses={200: {"content": {"application/json": {"example": [_EXAMPLE_ROW]}}}})
+async def series(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None, to: ToMs = None,
+                 fields: Fields = None, max_points: MaxPoints = None) -> Response:
+    """Stored rows between `from` and `to` (default: the memory window) as
+    JSON objects keyed by the CSV column names; null for missing values.
+    Older ranges are read from the CSV log."""
+    body = await _rendered(bridge, render.to_json, from_ms, to, fields, max_points,
+                           int(bridge.config.memory_s * 1000))
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/data.csv", response_class=Response,
+            responses={200: {"content": {CSV_MEDIA_TYPE: {"example": (
+                "time,ts,temperature_ch0,temperature_ch1\n"
+                "2026-11-28T06:05:40.123Z,1795759540123,24.9987,\n")}}}})
+async def data_csv(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None,
+                   to: ToMs = None, fields: Fields = None,
+                   max_points: MaxPoints = None) -> Response:
+    """Stored rows between `from` and `to` (default: the last 24 hours) as
+    CSV: header `time,ts,<field>_ch0,...`, integer `ts`, an empty cell for a
+    missing value.  Gzipped when the client accepts it."""
+    body = await _rendered(bridge, render.to_csv, from_ms, to, fields, max_points,
+                           CSV_DEFAULT_MS)
+    return Response(body, media_type=CSV_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/save_once", response_model=dict[str, Cell],
+             responses={200: {"content": {"application/json": {"example": _EXAMPLE_ROW}}},
+                        503: {"model": Problem, "description": "The device did not answer"}})
+async def save_once(bridge: Bridge = Depends(bridge_of)) -> dict:
+    """Poll the device now, store the reading in memory and (synced) in the
+    CSV log, and return the new row."""
+    try:
+        sample = await bridge.poller.poll_once(durable=True)
+    except (PollError, ValueError) as e:
+        raise HTTPException(503, "poll failed: {}".format(e)) from None
+    return sample.row()

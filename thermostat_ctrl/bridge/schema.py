@@ -1,0 +1,114 @@
+"""Column naming and row conversion between device reports and stored rows.
+
+A report is a list of channel dicts (``channel``, ``time``, ``adc``, ...).  A
+stored row holds one float64 per field and channel, field-major:
+``temperature_ch0, temperature_ch1, i_set_ch0, ...``.  Booleans become 0/1,
+nulls and missing values NaN.
+"""
+
+import math
+import time
+from collections import Counter
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CHANNELS",
+    "DEVICE_TIME",
+    "report_fields",
+    "columns_for",
+    "check_fields",
+    "row_values",
+    "iso_time",
+]
+
+#: Number of channels of a Thermostat.
+CHANNELS = 2
+
+#: Name under which the device's own ``time`` (seconds since boot) is stored,
+#: so it never clashes with the CSV ``time`` column.
+DEVICE_TIME = "device_time"
+
+
+def _key(field: str) -> str:
+    """Report key of a stored field name."""
+    return "time" if field == DEVICE_TIME else field
+
+
+def _is_value(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float))
+
+
+def report_fields(report: Sequence[dict]) -> list[str]:
+    """Every numeric or boolean (possibly null) field of a report, in report
+    order, without ``channel`` and with ``time`` renamed :data:`DEVICE_TIME`.
+
+    This is the default field list of the bridge.
+    """
+    fields: list[str] = []
+    for channel in report:
+        for key, value in channel.items():
+            if key == "channel" or not _is_value(value):
+                continue
+            field = DEVICE_TIME if key == "time" else key
+            if field not in fields:
+                fields.append(field)
+    return fields
+
+
+def columns_for(fields: Iterable[str], channels: int = CHANNELS) -> list[str]:
+    """Column names, field-major: ``[f"{f}_ch0", f"{f}_ch1", ...]``."""
+    return [f"{field}_ch{ch}" for field in fields for ch in range(channels)]
+
+
+def check_fields(fields: Sequence[str], available: Iterable[str]) -> list[str]:
+    """Return ``fields`` as a list if every one is in ``available``.
+
+    :raises ValueError: naming the unknown (or repeated) fields.
+    """
+    known = list(available)
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown field(s): {', '.join(unknown)}; "
+            f"available: {', '.join(known)}"
+        )
+    repeated = [f for f, n in Counter(fields).items() if n > 1]
+    if repeated:
+        raise ValueError(f"repeated field(s): {', '.join(repeated)}")
+    return list(fields)
+
+
+def row_values(
+    report: Sequence[dict],
+    fields: Sequence[str],
+    out: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """A report as one row of float64 in :func:`columns_for` order.
+
+    Booleans become 1.0/0.0; null, missing or non-numeric values NaN.  When
+    ``out`` is given it is filled in place (no allocation) and returned.
+    """
+    ncols = CHANNELS * len(fields)
+    if out is None:
+        out = np.empty(ncols, dtype=np.float64)
+    elif out.shape != (ncols,):
+        raise ValueError(f"out has shape {out.shape}, expected ({ncols},)")
+    out.fill(math.nan)
+    for position, channel in enumerate(report[:CHANNELS]):
+        ch = channel.get("channel", position)
+        if not isinstance(ch, int) or not 0 <= ch < CHANNELS:
+            continue
+        for j, field in enumerate(fields):
+            value = channel.get(_key(field))
+            if isinstance(value, (bool, int, float)):
+                out[j * CHANNELS + ch] = float(value)
+    return out
+
+
+def iso_time(ts_ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds and ``Z``,
+    e.g. ``2026-11-28T06:05:40.123Z``."""
+    seconds, ms = divmod(int(ts_ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"

@@ -1,0 +1,80 @@
+"""``--simulation``: the built-in simulator, configured so its plots move.
+
+The simulator listens on a free loopback port.  Both channels get output
+limits, the upstream example PID gains and an engaged PID; a task then steps
+the targets between :data:`LOW_C` and :data:`HIGH_C` every
+:data:`STEP_S` simulated seconds (channel 1 in opposite phase).
+"""
+
+import asyncio
+import logging
+from typing import Optional
+
+from ..driver import Thermostat
+from ..simulator import Simulator
+from .poller import cancel_task
+
+logger = logging.getLogger(__name__)
+
+LOW_C, HIGH_C = 24.0, 26.0
+STEP_S = 180.0
+LIMITS = {"max_i_pos": 1.5, "max_i_neg": 1.5, "max_v": 4.0}
+GAINS = {"kp": 0.45, "ki": 0.012, "kd": 4.3}
+
+
+class Simulation:
+    """The in-process simulated device of ``--simulation``.
+
+    :param speed: simulated seconds per wall-clock second.
+    :param firmware: the simulated firmware dialect.
+    """
+
+    def __init__(self, speed: float = 1.0, firmware: str = "2025"):
+        self.speed = speed
+        self.sim = Simulator(firmware=firmware, speed=speed)
+        self.port: Optional[int] = None
+        self._driver: Optional[Thermostat] = None
+        self._task: Optional[asyncio.Task] = None
+
+    async def start(self) -> tuple:
+        """Start the simulator, configure both channels, start stepping the
+        targets; return the device's (host, port)."""
+        self.port = await self.sim.start("127.0.0.1", 0)
+        self._driver = Thermostat("127.0.0.1", self.port, timeout=5.0)
+        await self._configure()
+        self._task = asyncio.get_running_loop().create_task(self._step(), name="target steps")
+        return "127.0.0.1", self.port
+
+    async def stop(self) -> None:
+        """Stop stepping and shut the simulator down."""
+        if self._task is not None:
+            await cancel_task(self._task)
+        if self._driver is not None:
+            await self._driver.close()
+        await self.sim.stop()
+
+    @staticmethod
+    def targets(step: int) -> tuple:
+        """Targets (ch0, ch1) in °C after ``step`` steps."""
+        return (LOW_C, HIGH_C) if step % 2 == 0 else (HIGH_C, LOW_C)
+
+    async def _configure(self) -> None:
+        assert self._driver is not None
+        for ch, target in enumerate(self.targets(0)):
+            await self._driver.set_output_limits(ch, **LIMITS)
+            await self._driver.set_pid_params(ch, **GAINS)
+            await self._driver.set_target(ch, target)
+            await self._driver.engage_pid(ch)
+
+    async def _step(self) -> None:
+        assert self._driver is not None
+        step = 0
+        while True:
+            await asyncio.sleep(STEP_S / self.speed)
+            step += 1
+            try:
+                for ch, target in enumerate(self.targets(step)):
+                    await self._driver.set_target(ch, target)
+            except (ConnectionError, TimeoutError, RuntimeError) as e:
+                # Test faults (hang, reset...) may make a step fail; the next one retries.
+                logger.info("simulation: could not step the targets: %s", e)

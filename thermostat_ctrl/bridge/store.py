@@ -1,0 +1,172 @@
+"""The bridge's data store: recent rows in memory, every row in the CSV log,
+range queries over both."""
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .csvlog import CsvLog
+from .downsample import Aggregates, bucket_width
+from .history import DiskHistory
+from .ringbuffer import RingBuffer
+from .schema import iso_time
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Store", "Table"]
+
+
+@dataclass
+class Table:
+    """Query result: ``ts`` (int64, ascending epoch ms), column names and
+    ``values`` (float64, one row per ts, NaN for missing)."""
+
+    ts: np.ndarray
+    columns: list[str]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class Store:
+    """Ring buffer + CSV log + disk history behind one thread-safe API.
+
+    :param data_dir: CSV directory (created; :class:`~.csvlog.DataDirError`
+        if not writable).
+    :param columns: initial value columns (see :func:`~.schema.columns_for`).
+    :param capacity: rows kept in memory.
+    """
+
+    def __init__(self, data_dir: str, columns: Sequence[str], capacity: int):
+        self.capacity = int(capacity)
+        self._csv = CsvLog(data_dir, columns)
+        self._ring = RingBuffer(list(columns), self.capacity)
+        self._history = DiskHistory(data_dir)
+        self._lock = threading.Lock()
+        self._last_ts: Optional[int] = self._csv.last_ts
+        self._refusing = False
+        self._refused = 0
+
+    @property
+    def columns(self) -> list[str]:
+        """Current value columns."""
+        return list(self._ring.columns)
+
+    @property
+    def out_of_order(self) -> int:
+        """Rows refused because their ts was not after the last row's."""
+        return self._refused + self._csv.out_of_order
+
+    @property
+    def rows_written(self) -> int:
+        """Rows written to the CSV log."""
+        return self._csv.rows_written
+
+    @property
+    def write_errors(self) -> int:
+        """Failed CSV writes."""
+        return self._csv.write_errors
+
+    @property
+    def history(self) -> DiskHistory:
+        """The disk history (e.g. to call ``build_caches()`` in a thread)."""
+        return self._history
+
+    def append(self, ts_ms: int, columns: Sequence[str], values: np.ndarray,
+               durable: bool = False) -> bool:
+        """Store one row (``durable``: also fsync the CSV).
+
+        A change of ``columns`` starts a new ring buffer and a new CSV file.
+        A row whose ts is not after the last row's is refused everywhere
+        (counted in ``out_of_order``).  Returns True when the row is in memory
+        and in the CSV, False when refused or when only the CSV write failed
+        (counted in ``write_errors``; the row is still served from memory).
+        """
+        ts_ms = int(ts_ms)
+        with self._lock:
+            if self._last_ts is not None and ts_ms <= self._last_ts:
+                self._refused += 1
+                if not self._refusing:
+                    logger.warning("refusing rows from %s on: not after %s (clock "
+                                   "went backwards?)", iso_time(ts_ms), iso_time(self._last_ts))
+                    self._refusing = True
+                return False
+            self._refusing = False
+            if list(columns) != self._ring.columns:
+                logger.info("columns changed: %s", ",".join(columns))
+                self._ring = RingBuffer(list(columns), self.capacity)
+                self._csv.set_columns(columns)
+            self._last_ts = ts_ms
+            self._ring.append(ts_ms, values)
+            return self._csv.append(ts_ms, values, durable)
+
+    def latest(self) -> Optional[tuple[int, dict[str, float]]]:
+        """The newest row in memory as ``(ts, {column: value})``."""
+        with self._lock:
+            row = self._ring.latest()
+            columns = self._ring.columns
+        if row is None:
+            return None
+        return row[0], dict(zip(columns, row[1].tolist()))
+
+    def all_columns(self) -> list[str]:
+        """Every column known in memory or in the CSV files."""
+        names = dict.fromkeys(self.columns)
+        names.update(dict.fromkeys(self._history.columns()))
+        return list(names)
+
+    def query(self, from_ms: int, to_ms: int, columns: Optional[Sequence[str]] = None,
+              max_points: Optional[int] = None) -> Table:
+        """Rows with ``from_ms <= ts <= to_ms``, min/max-downsampled to at most
+        ``max_points`` rows when more fall in the range.
+
+        Rows still in memory are served from it, older ones from disk; the
+        answer is the same either way.  Unknown columns come out as NaN.
+        Without ``max_points`` every row is returned: callers bound the range.
+
+        :raises ValueError: with ``max_points`` below 2 or a negative ``from_ms``.
+        """
+        columns = self.columns if columns is None else list(columns)
+        k = len(columns)
+        with self._lock:
+            mem_ts, ring_values = self._ring.read(from_ms, to_ms)
+            ring_columns, oldest = self._ring.columns, self._ring.oldest_ts
+        mem_values = _select(ring_values, ring_columns, columns)
+        disk_to = to_ms if oldest is None else min(to_ms, oldest - 1)
+        on_disk = from_ms <= disk_to
+
+        def raw() -> Table:
+            if not on_disk:
+                return Table(mem_ts, columns, mem_values)
+            ts, values = self._history.raw(from_ms, disk_to, columns)
+            return Table(np.concatenate([ts, mem_ts]), columns,
+                         np.concatenate([values, mem_values]))
+
+        if max_points is None or (not on_disk and len(mem_ts) <= max_points):
+            return raw()
+        width = bucket_width(from_ms, to_ms, max_points)
+        parts = [Aggregates.from_rows(mem_ts, mem_values)]
+        if on_disk:
+            parts.insert(0, self._history.aggregates(from_ms, disk_to, columns, width))
+        aggregates = Aggregates.concat(parts, k)
+        if aggregates.samples <= max_points:
+            return raw()
+        ts, values = aggregates.reduce(width).rows()
+        return Table(ts, columns, values)
+
+
+def _select(values: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
+    """``values`` (columns ``have``) rearranged to columns ``want``, NaN for
+    the missing ones."""
+    if have == want:
+        return values
+    index = {c: i for i, c in enumerate(have)}
+    out = np.full((len(values), len(want)), np.nan)
+    for j, c in enumerate(want):
+        if c in index:
+            out[:, j] = values[:, index[c]]
+    return out
