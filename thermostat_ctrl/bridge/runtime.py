@@ -1,6 +1,7 @@
 """The running parts of one bridge, shared by the app and its routes."""
 
 import logging
+import threading
 from typing import Optional
 
 from fastapi import Request
@@ -48,10 +49,18 @@ class Bridge:
                             firmware=self.config.firmware)
         self.poller.start(driver)
         logger.info("polling Thermostat %s:%d every %g s", host, port, self.config.poll_period)
+        # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
+        threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
+
+    def _build_caches(self) -> None:
+        built = self.store.history.build_caches()
+        if built:
+            logger.info("built history caches for %d CSV files", built)
 
     async def stop(self) -> None:
         """Stop polling, close the device connection and the simulator."""
         await self.poller.stop()
+        self.store.close()
         if self.simulation is not None:
             await self.simulation.stop()
 

@@ -76,6 +76,11 @@ class Store:
         """The disk history (e.g. to call ``build_caches()`` in a thread)."""
         return self._history
 
+    def close(self) -> None:
+        """Close the CSV file (the next append reopens it)."""
+        with self._lock:
+            self._csv.close()
+
     def append(self, ts_ms: int, columns: Sequence[str], values: np.ndarray,
                durable: bool = False) -> bool:
         """Store one row (``durable``: also fsync the CSV).
