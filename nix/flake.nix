@@ -28,6 +28,7 @@
           ps.pytest-timeout
           ps.hypothesis
           ps.httpx
+          ps.pyyaml
         ];
         thermostat_ctrl = python.pkgs.buildPythonPackage {
           pname = "thermostat_ctrl";
