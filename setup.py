@@ -27,6 +27,7 @@ setup(
             "hypothesis>=6",
             "httpx>=0.25",
             "pyyaml>=5",
+            "schemathesis>=4,<5",
         ],
         "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
     },

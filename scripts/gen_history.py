@@ -69,11 +69,15 @@ def _iso(ts: np.ndarray, day: int) -> np.ndarray:
     ], axis=1)
 
 
-def day_rows(day: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps and values (26 columns) of one day at 1 Hz."""
+def day_rows(day: int, seed: int = 0, until_ms: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps and values (26 columns) of one day at 1 Hz (only rows up
+    to ``until_ms`` when given: a day still in progress)."""
     rng = np.random.default_rng([seed, day])
     ts = day * DAY_MS + np.arange(0, DAY_MS, 1000, dtype=np.int64) + rng.integers(0, 3, 86_400)
     ts = ts[rng.random(len(ts)) > 0.001]  # missed polls
+    if until_ms is not None:
+        ts = ts[ts <= until_ms]
     n = len(ts)
     t = (ts - ts[0]) / 1000.0
     values = np.empty((n, len(COLUMNS)))
@@ -101,9 +105,9 @@ def day_rows(day: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ts, values
 
 
-def write_day(data_dir: str, day: int, seed: int = 0) -> int:
-    """Write one day's CSV; return its size in bytes."""
-    ts, values = day_rows(day, seed)
+def write_day(data_dir: str, day: int, seed: int = 0, until_ms: int | None = None) -> int:
+    """Write one day's CSV (up to ``until_ms``); return its size in bytes."""
+    ts, values = day_rows(day, seed, until_ms)
     n = len(ts)
     comma = np.full((n, 1), ord(","), np.uint8)
     parts = [_iso(ts, day), comma, _digits(ts, 13)]

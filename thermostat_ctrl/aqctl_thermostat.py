@@ -17,7 +17,7 @@ import logging
 import sys
 
 from .driver import Thermostat
-from .rpc import ThermostatRPC
+from .rpc import PublicMethods, ThermostatRPC
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,9 @@ def main():
             logger.warning("%s; serving anyway, commands retry the connection", e)
         # ssl_config only when asked for: sipyco < 1.9 lacks the keyword
         tls = {"ssl_config": _ssl_config(ssl_args)} if ssl_args else {}
-        simple_server_loop({TARGET_NAME: ThermostatRPC(driver)}, bind, args.port,
+        # Only the facade's public methods: sipyco calls any attribute a client names.
+        target = PublicMethods(ThermostatRPC(driver))
+        simple_server_loop({TARGET_NAME: target}, bind, args.port,
                            description="Sinara Thermostat", allow_parallel=True, loop=loop,
                            **tls)
     finally:

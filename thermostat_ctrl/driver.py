@@ -99,11 +99,14 @@ class Thermostat:
             self._writer.transport.abort()
         self._reader = self._writer = None
 
-    def _failed(self, error: str) -> None:
+    def _failed(self, error: str, began: float) -> None:
+        """Record a failed connection attempt that began at ``began``
+        (monotonic): the next may begin one backoff interval after it, so a
+        slow failure (a timeout) does not add the backoff on top."""
         self._drop()
         self._last_error = error
         self._backoff = min(self.backoff_max, max(self.BACKOFF_START, 2 * self._backoff))
-        self._next_attempt = time.monotonic() + self._backoff
+        self._next_attempt = began + self._backoff
 
     async def _ensure_connected(self, force: bool = False) -> None:
         if self._writer is not None:
@@ -113,13 +116,14 @@ class Thermostat:
             raise ConnectionError(
                 "Thermostat {}:{} unreachable ({}); next attempt in {:.1f} s".format(
                     self.host, self.port, self._last_error, wait))
+        began = time.monotonic()
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, limit=8192), self.timeout)
             if self._firmware_setting == "auto":
                 self._firmware = await self._detect_firmware()
         except (OSError, asyncio.TimeoutError, ProtocolError, ValueError) as e:
-            self._failed(_describe(e))
+            self._failed(_describe(e), began)
             raise _io_error(e, "connecting to Thermostat {}:{}".format(
                 self.host, self.port)) from e
         except BaseException:
@@ -144,8 +148,10 @@ class Thermostat:
         for _ in range(replies):
             line = await asyncio.wait_for(self._reader.readline(), self.timeout)
             if not line.endswith(b"\n"):
-                raise ProtocolError("connection closed by the device during the reply to {!r}"
-                                    " (got {!r})".format(command.text, line))
+                # A lost connection (device reset, no free socket, a line cut
+                # short), not a garbled reply: a ConnectionError, not a ProtocolError.
+                raise ConnectionResetError("connection closed by the device during the reply"
+                                           " to {!r} (got {!r})".format(command.text, line))
             lines.append(line)
         return lines
 

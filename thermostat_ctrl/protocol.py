@@ -123,7 +123,11 @@ def format_number(value: Any, name: str, f32: bool = False) -> str:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError("{} must be a number, not {!r}".format(name, value))
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond any float
+        raise ValueError("{} is far too large ({} bits)".format(
+            name, int(value).bit_length())) from None
     if not math.isfinite(x):
         raise ValueError("{} must be finite, not {!r}".format(name, value))
     if f32:

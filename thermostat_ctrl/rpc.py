@@ -1,8 +1,10 @@
 """RPC facade of the Thermostat driver, served by ``aqctl_thermostat``.
 
 sipyco serves every callable attribute of its target, underscore names
-included, so the target is this thin class rather than the driver: nothing
-reachable over RPC can send raw text to the device.
+included, so the target is this thin class rather than the driver, wrapped
+in :class:`PublicMethods` so that only its public methods are reachable:
+nothing reachable over RPC can send raw text to the device or alter the
+controller.
 
 Rules kept here because of sipyco (see ``artiq-sipyco.md`` §2, §4):
 
@@ -31,7 +33,7 @@ from .protocol import DeviceError, ProtocolError, UnsupportedCommand
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ThermostatRPC"]
+__all__ = ["ThermostatRPC", "PublicMethods"]
 
 
 class ThermostatRPC:
@@ -286,6 +288,41 @@ class ThermostatRPC:
                     " tolerance {} K; check the PID gains, output limits and target".format(
                         ch, timeout_s, temperature, target, tolerance))
             await asyncio.sleep(self._poll_interval)
+
+
+class PublicMethods:
+    """What ``aqctl_thermostat`` serves: only the public methods of a facade.
+
+    sipyco calls ``getattr(target, name)`` for any name a client sends, so
+    serving the facade itself would let a client call ``__init__``,
+    ``__setattr__`` or ``_call`` and break the controller.  Through this
+    wrapper every name starting with ``_`` is an AttributeError (sent back to
+    the client), and method listing shows the facade's public methods.
+    """
+
+    __slots__ = ("_facade",)
+
+    def __init__(self, facade: ThermostatRPC):
+        object.__setattr__(self, "_facade", facade)
+
+    def __getattribute__(self, name: str) -> Any:
+        facade = object.__getattribute__(self, "_facade")
+        if name == "__doc__":
+            return type(facade).__doc__
+        if name.startswith("_"):
+            raise AttributeError("{!r} is not an RPC method of the Thermostat controller"
+                                 .format(name))
+        return getattr(facade, name)
+
+    def __setattr__(self, name: str, value: Any):
+        raise AttributeError("the RPC target is read-only")
+
+    def __delattr__(self, name: str):
+        raise AttributeError("the RPC target is read-only")
+
+    def __dir__(self) -> list:
+        facade = object.__getattribute__(self, "_facade")
+        return [name for name in dir(facade) if not name.startswith("_")]
 
 
 def _check_number(name: str, value: Any, zero_ok: bool):

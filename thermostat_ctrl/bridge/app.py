@@ -1,9 +1,11 @@
 """The bridge's FastAPI application.
 
 ``create_app(config)`` builds the app for one device (or the simulator); its
-lifespan starts and stops the poller.  ``app_from_env`` is the ASGI factory
-for ``uvicorn --factory thermostat_ctrl.bridge.app:app_from_env``, configured
-by the ``THERMOSTAT_*`` environment variables documented in :mod:`.config`.
+lifespan starts and stops the poller.  Every request passes
+:class:`~.security.Guard` first (size limits, the bearer token).
+``app_from_env`` is the ASGI factory for ``uvicorn --factory
+thermostat_ctrl.bridge.app:app_from_env``, configured by the ``THERMOSTAT_*``
+environment variables documented in :mod:`.config`.
 """
 
 import contextlib
@@ -16,6 +18,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from . import routes_data, routes_ops
 from .config import BridgeConfig
 from .runtime import Bridge
+from .security import Guard
 
 
 def create_app(config: BridgeConfig) -> FastAPI:
@@ -42,7 +45,11 @@ def create_app(config: BridgeConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.bridge = bridge
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    # Level 1: a raw hour of JSON (2 MB) compresses in ~10 ms instead of ~120 ms
+    # at the default level 9, for a 5x smaller body instead of 11x.
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=1)
+    # Outermost: limits and the token are checked before anything else runs.
+    app.add_middleware(Guard, token=config.token, protect_reads=config.protect_reads)
     app.include_router(routes_data.router)
     app.include_router(routes_ops.router)
     return app

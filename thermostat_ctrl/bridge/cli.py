@@ -7,13 +7,14 @@
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
 import uvicorn
 
 from .app import create_app
-from .config import BridgeConfig, parse_fields
+from .config import ENV_PREFIX, BridgeConfig, ExposureError, parse_fields
 from .runtime import Bridge
 
 logger = logging.getLogger("thermostat_bridge")
@@ -33,7 +34,13 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=1.0, metavar="K",
                         help="with --simulation: simulated time runs K times faster (default 1)")
     parser.add_argument("--bind", default="127.0.0.1",
-                        help="address to serve HTTP on (default 127.0.0.1)")
+                        help="address to serve HTTP on (default 127.0.0.1); any other than"
+                             " loopback needs a token")
+    parser.add_argument("--token", default=os.environ.get(ENV_PREFIX + "TOKEN") or None,
+                        help="bearer token POST endpoints require (default: ${}TOKEN, which"
+                             " keeps it out of the process list)".format(ENV_PREFIX))
+    parser.add_argument("--protect-reads", action="store_true",
+                        help="require the token for GET endpoints too")
     parser.add_argument("--port", type=int, default=8000,
                         help="HTTP port (default 8000; 0 picks a free one)")
     parser.add_argument("--data-dir", default="./thermostat-data",
@@ -60,7 +67,12 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         return BridgeConfig(device=args.device, simulation=args.simulation, speed=args.speed,
                             data_dir=args.data_dir, poll_period=args.poll_period,
                             memory_s=args.memory_s, fields=parse_fields(args.fields),
-                            firmware=args.firmware)
+                            firmware=args.firmware, bind=args.bind, token=args.token,
+                            protect_reads=args.protect_reads)
+    except ExposureError as e:
+        # Before anything is bound: one line, exit status 2.
+        print("{}: error: {}".format(parser.prog, e), file=sys.stderr)
+        sys.exit(2)
     except ValueError as e:
         parser.error(str(e))
 

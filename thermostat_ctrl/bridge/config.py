@@ -14,20 +14,38 @@ factory ``thermostat_ctrl.bridge.app:app_from_env``):
 ``THERMOSTAT_FIRMWARE``       ``auto``, ``2023`` or ``2025`` (``auto``)
 ``THERMOSTAT_TIMEOUT``        seconds allowed per device reply (derived
                               from the poll period when unset)
+``THERMOSTAT_TOKEN``          bearer token required by POST endpoints (and
+                              by every endpoint with ``PROTECT_READS``)
+``THERMOSTAT_BIND``           the address the server binds (``127.0.0.1``);
+                              set it to uvicorn's ``--host`` so that a
+                              non-loopback bind without a token is refused
+``THERMOSTAT_PROTECT_READS``  ``1``: GET endpoints need the token too
 ============================  ==============================================
 
 Exactly one of ``THERMOSTAT_DEVICE`` and ``THERMOSTAT_SIMULATION`` must be set.
 """
 
+import ipaddress
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from .. import protocol
 
 ENV_PREFIX = "THERMOSTAT_"
+#: Default reply timeout as a fraction of the poll period.
+TIMEOUT_FRACTION = 0.8
+#: Shortest accepted bearer token.
+TOKEN_MIN = 16
+_TOKEN = re.compile(r"^[!-~]+$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
+
+
+class ExposureError(ValueError):
+    """The configuration would expose the bridge unprotected (a non-loopback
+    bind without a token)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,9 @@ class BridgeConfig:
     fields: Optional[tuple] = None
     firmware: str = "auto"
     timeout: Optional[float] = None
+    bind: str = "127.0.0.1"
+    token: Optional[str] = None
+    protect_reads: bool = False
 
     def __post_init__(self):
         if (self.device is None) == (not self.simulation):
@@ -66,6 +87,16 @@ class BridgeConfig:
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError("timeout must be a positive number of seconds, not {!r}"
                              .format(self.timeout))
+        if self.token is not None:
+            check_token(self.token)
+        if self.protect_reads and self.token is None:
+            raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
+                                .format(ENV_PREFIX))
+        if not is_loopback(self.bind) and self.token is None:
+            raise ExposureError(
+                "refusing to serve on {} (beyond loopback) without a token: set {}TOKEN"
+                " (or --token), at least {} characters".format(
+                    self.bind or "all interfaces", ENV_PREFIX, TOKEN_MIN))
 
     @property
     def capacity(self) -> int:
@@ -74,11 +105,19 @@ class BridgeConfig:
 
     @property
     def reply_timeout(self) -> float:
-        """Seconds allowed per device reply: the configured timeout, else three
-        poll periods clamped to 0.5..5 s."""
+        """Seconds allowed per device reply: the configured timeout, else
+        :data:`TIMEOUT_FRACTION` of a poll period clamped to 0.05..5 s, so that
+        a poll given up on never makes the loop skip the next instant and
+        polling resumes within two periods of the device's recovery."""
         if self.timeout is not None:
             return self.timeout
-        return min(5.0, max(0.5, 3 * self.poll_period))
+        return min(5.0, max(0.05, TIMEOUT_FRACTION * self.poll_period))
+
+    @property
+    def backoff_max(self) -> float:
+        """Longest wait between reconnection attempts: half a poll period (at
+        most 1 s), so every scheduled poll while the device is away tries once."""
+        return min(1.0, self.poll_period / 2)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "BridgeConfig":
@@ -101,6 +140,10 @@ class BridgeConfig:
         if simulation not in _TRUE + _FALSE:
             raise ValueError("{}SIMULATION must be 1 or 0, not {!r}".format(ENV_PREFIX, simulation))
         timeout = get("TIMEOUT")
+        protect = (get("PROTECT_READS") or "").lower()
+        if protect not in _TRUE + _FALSE:
+            raise ValueError("{}PROTECT_READS must be 1 or 0, not {!r}".format(
+                ENV_PREFIX, protect))
         return cls(
             device=get("DEVICE"),
             simulation=simulation in _TRUE,
@@ -111,7 +154,29 @@ class BridgeConfig:
             fields=parse_fields(get("FIELDS")),
             firmware=get("FIRMWARE") or "auto",
             timeout=None if timeout is None else number("TIMEOUT", 0.0),
+            bind=get("BIND") or cls.bind,
+            token=get("TOKEN"),
+            protect_reads=protect in _TRUE,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; False for anything else
+    (``0.0.0.0``, ``::``, other names and addresses)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_token(token: str) -> str:
+    """Return ``token`` if it is usable as a bearer token, else ExposureError."""
+    if len(token) < TOKEN_MIN or not _TOKEN.match(token):
+        raise ExposureError("the token must be at least {} printable ASCII characters"
+                            " without spaces".format(TOKEN_MIN))
+    return token
 
 
 def parse_fields(text: Optional[str]) -> Optional[tuple]:

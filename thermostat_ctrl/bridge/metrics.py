@@ -79,6 +79,9 @@ class BridgeCollector(Collector):
                                   value=self.store.rows_written)
         yield CounterMetricFamily("thermostat_csv_write_errors",
                                   "Failed writes to the CSV log", value=self.store.write_errors)
+        yield CounterMetricFamily("thermostat_rows_refused",
+                                  "Rows not stored: timestamp not after the previous row's"
+                                  " (wall clock went back)", value=self.store.out_of_order)
         if poller.firmware is not None:
             yield InfoMetricFamily("thermostat", "Device firmware dialect and hardware revision",
                                    value={"firmware": poller.firmware,

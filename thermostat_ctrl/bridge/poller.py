@@ -47,6 +47,7 @@ class Sample(NamedTuple):
     report: list             #: both channels' report objects as received
     columns: tuple           #: the stored columns
     values: np.ndarray       #: the stored row, float64 (NaN for null)
+    stored: bool = True      #: False when the store refused the row or the CSV write failed
 
     @property
     def time(self) -> str:
@@ -89,12 +90,14 @@ class Poller:
         boolean field of the first report.  Checked against the first
         report: an unknown name makes the poller stop with :attr:`fatal` set.
     :param on_sample: called with each new :class:`Sample`.
-    :param clock: monotonic clock (seconds).
+    :param clock: monotonic clock (seconds), for the schedule and freshness.
+    :param wall_clock: wall clock (epoch seconds), for the samples' ``ts``.
     """
 
     def __init__(self, store: Store, period: float, fields: Optional[Sequence[str]] = None,
                  on_sample: Optional[Callable[["Sample"], None]] = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time):
         self.store = store
         self.period = period
         self.requested_fields = None if fields is None else list(fields)
@@ -114,6 +117,7 @@ class Poller:
         self._available: Optional[list] = None
         self._on_sample = on_sample
         self._clock = clock
+        self.wall_clock = wall_clock
         self._lock = asyncio.Lock()
         self._task: Optional[asyncio.Task] = None
 
@@ -191,7 +195,8 @@ class Poller:
     async def poll_once(self, durable: bool = False) -> Sample:
         """Poll the device now and record the sample; one exchange at a time.
 
-        ``durable`` asks the store to sync the CSV row to disk.  Raises
+        ``durable`` asks the store to sync the CSV row to disk; the sample's
+        ``stored`` says whether the row reached the CSV log.  Raises
         :class:`PollError` (after counting it) when the device does not answer
         properly, ValueError when the requested fields are not in the report.
         """
@@ -224,20 +229,23 @@ class Poller:
                 self.fatal = str(e)
                 raise
             values = schema.row_values(report, self.fields)
-            if not self.store.append(ts, list(self.columns), values, durable=durable):
-                logger.debug("store refused the row at ts %d", ts)
-            self.latest = Sample(ts, self._clock(), report, self.columns, values)
+            stored = self.store.append(ts, list(self.columns), values, durable=durable)
+            if not stored:
+                logger.debug("the row at ts %d is not in the CSV log", ts)
+            self.latest = Sample(ts, self._clock(), report, self.columns, values, stored)
             if self._on_sample is not None:
                 self._on_sample(self.latest)
-            if self.polls_ok % PID_EVERY == 0:
-                await self._refresh_details()
+            # Counted before the details are fetched, so that rows written and
+            # polls_ok never disagree while the poll is still busy.
             self.polls_ok += 1
+            if (self.polls_ok - 1) % PID_EVERY == 0:
+                await self._refresh_details()
             return self.latest
 
     def _stamp(self) -> int:
         """Epoch ms for a new sample, after the latest one even when two polls
         share a millisecond; a larger backward clock step is left to the store."""
-        ts = int(time.time() * 1000)
+        ts = int(self.wall_clock() * 1000)
         if self.latest is not None and self.latest.ts - COLLISION_MS < ts <= self.latest.ts:
             ts = self.latest.ts + 1
         return ts

@@ -16,8 +16,13 @@ from typing import Sequence
 import numpy as np
 
 _EXACT_INT = 2.0 ** 53
-# Formatted rows kept for reuse; about a day of 1 s polls, a few tens of MB at most.
-CACHE_ROWS = 100_000
+# Formatted rows kept for reuse (a row formatted as CSV and as JSON is two).
+# An entry of 26 columns takes about 1.7 kB, so this bounds the cache to about
+# 35 MB: an hour of raw rows in both formats plus a few downsampled panels.
+CACHE_ROWS = 20_000
+# Rows formatted per step: a large answer (a day of raw rows) never holds more
+# than this many rows' worth of temporary Python objects.
+CHUNK_ROWS = 4096
 
 
 def iso_times(ts: np.ndarray) -> np.ndarray:
@@ -43,8 +48,10 @@ class _RowCache:
         self._rows: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def format(self, template: str, values: np.ndarray, missing: str) -> list:
-        """Format each row of ``values`` with ``template`` (one ``%s`` per column)."""
+    def format(self, template: str, values: np.ndarray, missing: str,
+               store: bool = True) -> list:
+        """Format each row of ``values`` with ``template`` (one ``%s`` per
+        column); ``store``: keep the rows in the cache."""
         keys = [(template, row.tobytes()) for row in values]
         with self._lock:
             found = [self._rows.get(k) for k in keys]
@@ -53,6 +60,8 @@ class _RowCache:
             cells = _cell_objects(values[todo], missing).tolist()
             for i, row in zip(todo, cells):
                 found[i] = template % tuple(row)
+        if not store:
+            return found
         with self._lock:
             for key, text in zip(keys, found):
                 self._rows[key] = text
@@ -79,20 +88,37 @@ def warm(columns: Sequence[str], row: np.ndarray) -> None:
     _cache.format(_json_template(columns), row[np.newaxis], "null")
 
 
+def _chunks(n: int) -> range:
+    return range(0, n, CHUNK_ROWS)
+
+
+def _store(n: int) -> bool:
+    # An answer of more than a quarter of the cache (e.g. a day of raw rows)
+    # is looked up but not stored: it would only evict every other entry.
+    return n <= CACHE_ROWS // 4
+
+
 def to_csv(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
     """CSV text: header ``time,ts,<columns>``, one line per row, final newline."""
-    body = _cache.format(_csv_template(columns), values, "")
-    prefix = np.char.add(np.char.add(iso_times(ts), ","), ts.astype(str)).tolist()
-    sep = "," if columns else ""
-    lines = [",".join(["time", "ts", *columns])]
-    lines.extend(map("{}{}{}".format, prefix, [sep] * len(prefix), body))
-    lines.append("")
-    return "\n".join(lines).encode()
+    template, sep, store = _csv_template(columns), "," if columns else "", _store(len(ts))
+    parts = [(",".join(["time", "ts", *columns]) + "\n").encode()]
+    for i in _chunks(len(ts)):
+        chunk = ts[i:i + CHUNK_ROWS]
+        body = _cache.format(template, values[i:i + CHUNK_ROWS], "", store)
+        prefix = np.char.add(np.char.add(iso_times(chunk), ","), chunk.astype(str)).tolist()
+        parts.append("".join(map("{}{}{}\n".format, prefix, [sep] * len(prefix), body)).encode())
+    return b"".join(parts)
 
 
 def to_json(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
     """JSON list of row objects keyed ``time``, ``ts`` and the column names."""
-    body = _cache.format(_json_template(columns), values, "null")
-    times = iso_times(ts).tolist()
-    rows = map('{{"time":"{}","ts":{}{}}}'.format, times, ts.tolist(), body)
-    return ("[" + ",".join(rows) + "]").encode()
+    template, store = _json_template(columns), _store(len(ts))
+    parts = [b"["]
+    for i in _chunks(len(ts)):
+        chunk = ts[i:i + CHUNK_ROWS]
+        body = _cache.format(template, values[i:i + CHUNK_ROWS], "null", store)
+        rows = map('{{"time":"{}","ts":{}{}}}'.format, iso_times(chunk).tolist(),
+                   chunk.tolist(), body)
+        parts.append(("," if i else "").encode() + ",".join(rows).encode())
+    parts.append(b"]")
+    return b"".join(parts)

@@ -170,12 +170,20 @@ async def data_csv(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None,
 
 @router.post("/save_once", response_model=dict[str, Cell],
              responses={200: {"content": {"application/json": {"example": _EXAMPLE_ROW}}},
-                        503: {"model": Problem, "description": "The device did not answer"}})
+                        503: {"model": Problem,
+                              "description": "The device did not answer, or the row could"
+                                             " not be written"}})
 async def save_once(bridge: Bridge = Depends(bridge_of)) -> dict:
     """Poll the device now, store the reading in memory and (synced) in the
-    CSV log, and return the new row."""
+    CSV log, and return the new row.  A 200 answer means the row is on disk:
+    when it could not be written (disk full, or the wall clock went back
+    behind the last row) the answer is 503."""
     try:
         sample = await bridge.poller.poll_once(durable=True)
     except (PollError, ValueError) as e:
         raise HTTPException(503, "poll failed: {}".format(e)) from None
+    if not sample.stored:
+        raise HTTPException(503, "the reading at {} was not written to the CSV log (see"
+                                 " csv_write_errors and rows_refused in /health)".format(
+                                     sample.time))
     return sample.row()

@@ -34,6 +34,8 @@ class Health(BaseModel):
     polls_skipped: int = Field(description="Scheduled polls skipped after a late one")
     csv_rows_written: int
     csv_write_errors: int
+    rows_refused: int = Field(description="Rows not stored because their timestamp was not"
+                                          " after the previous row's (wall clock went back)")
     fields: Optional[list[str]] = Field(description="Recorded report fields",
                                         examples=[["temperature", "tec_i"]])
     last_error: Optional[str] = Field(
@@ -59,7 +61,7 @@ def health_of(bridge: Bridge) -> Health:
         sample_age_s=poller.sample_age(), polls_ok=poller.polls_ok,
         polls_failed=poller.polls_failed, poll_errors=dict(poller.failures),
         polls_skipped=poller.skipped, csv_rows_written=store.rows_written,
-        csv_write_errors=store.write_errors, fields=poller.fields,
+        csv_write_errors=store.write_errors, rows_refused=store.out_of_order, fields=poller.fields,
         last_error=poller.last_error, error=poller.fatal)
 
 

@@ -46,14 +46,16 @@ class Bridge:
         else:
             host, port = parse_device(self.config.device)
         driver = Thermostat(host, port, timeout=self.config.reply_timeout,
-                            firmware=self.config.firmware)
+                            firmware=self.config.firmware, backoff_max=self.config.backoff_max)
         self.poller.start(driver)
         logger.info("polling Thermostat %s:%d every %g s", host, port, self.config.poll_period)
         # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
         threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
 
     def _build_caches(self) -> None:
-        built = self.store.history.build_caches()
+        # One child process parses the CSV files: the poll loop keeps the GIL
+        # and this process's heap stays small.
+        built = self.store.history.build_caches(workers=1)
         if built:
             logger.info("built history caches for %d CSV files", built)
 

@@ -1,0 +1,297 @@
+"""Helpers shared by the fault-injection, exposure and crash-safety tests.
+
+* :class:`TamperProxy`: a loopback TCP proxy in front of the simulator that
+  records every command line a client sends and can replace the device's
+  reply lines (invalid JSON, the doubled-brace error reply, ...).
+* :class:`LoopThread`: an asyncio loop in a background thread, so a
+  simulator (and proxy) can run in the test process while a subprocess
+  (controller, bridge) talks to it and the test drives it synchronously.
+* :func:`hold_all_slots`: occupy the simulator's 4 connection slots.
+* Reply-shape checks, condition waits and CSV readers.
+"""
+
+import asyncio
+import concurrent.futures
+import csv
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from thermostat_ctrl.simulator import Simulator
+
+T = TypeVar("T")
+Mangle = Callable[[bytes], Optional[bytes]]
+
+SLOTS = 4
+_TERMINATORS = re.compile(rb"[\r\n]")
+
+#: Lines that are not a valid reply to ``report`` (each makes a ProtocolError).
+INVALID_REPLIES = (
+    b'{"channel": 0, "temperature": 25.0',            # JSON cut short
+    b"[{\"channel\": 0, \"temperature\": NaN}, {\"channel\": 1, \"temperature\": NaN}]",
+    b'[{"channel": 0}]',                                 # one channel only
+    b'"report"',                                         # a JSON string
+    b"\xff\xfe\x00garbage",                              # not ASCII
+    b"",                                                 # an empty line
+)
+#: The firmware's doubled-brace error reply (``load`` without saved config).
+DOUBLE_BRACE = b'{{"error": "flash config not found"}}'
+
+#: Keys that identify each show reply, to check that a reply matches its command.
+REPLY_KEYS = {
+    "report": {"channel", "temperature", "pid_engaged", "tec_i"},
+    "pid": {"channel", "parameters", "target"},
+    "output": {"channel", "max_i_pos", "max_v"},
+    "postfilter": {"channel", "rate"},
+    "b_parameter": {"channel", "params"},
+}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_channels(reply: Any, kind: str) -> None:
+    """Assert ``reply`` is the two channel objects of a ``kind`` show reply."""
+    assert isinstance(reply, list) and len(reply) == 2, reply
+    for ch, obj in enumerate(reply):
+        assert obj["channel"] == ch and REPLY_KEYS[kind] <= set(obj), (kind, obj)
+        for other, keys in REPLY_KEYS.items():
+            if other != kind:
+                assert not (keys - {"channel"}) <= set(obj), (kind, "looks like", other, obj)
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float = 10.0,
+                   what: str = "condition", interval: float = 0.005) -> Any:
+    """Await until ``condition()`` (sync or async) is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        await asyncio.sleep(interval)
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 15.0, what: str = "condition",
+               interval: float = 0.01) -> T:
+    """Blocking variant of :func:`wait_for`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+class TamperProxy:
+    """Forwards loopback TCP connections to ``upstream_port``, line by line.
+
+    ``lines`` records every command line clients sent (split on CR/LF like
+    the device, empty lines dropped).  While ``mangle`` is set, each reply
+    line from the device is passed to it and replaced by its result (None:
+    forwarded unchanged); replacement lines get a newline appended.
+    """
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.lines: list = []
+        self.mangle: Optional[Mangle] = None
+        self.port = 0
+        self._server: Optional[asyncio.base_events.Server] = None
+        self._tasks: set = set()
+        self._writers: set = set()
+
+    async def start(self) -> int:
+        """Listen on a free loopback port; return it."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the listener and every proxied connection."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            self._writers.discard(writer)
+            return
+        self._writers.add(up_writer)
+        pumps = [asyncio.ensure_future(self._requests(reader, up_writer)),
+                 asyncio.ensure_future(self._replies(up_reader, writer))]
+        self._tasks.update(pumps)
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pumps:
+            task.cancel()
+            self._tasks.discard(task)
+        for w in (writer, up_writer):
+            w.transport.abort()
+            self._writers.discard(w)
+
+    async def _requests(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter) -> None:
+        partial = b""
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                return
+            pieces = _TERMINATORS.split(partial + data)
+            partial = pieces.pop()
+            self.lines.extend(p for p in pieces if p)
+            up.write(data)
+
+    async def _replies(self, up: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line = await up.readline()
+            if not line.endswith(b"\n"):
+                return
+            mangle = self.mangle
+            replacement = mangle(line.rstrip(b"\n")) if mangle is not None else None
+            writer.write(line if replacement is None else replacement + b"\n")
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the loop; block for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Call ``fn()`` on the loop's thread; block for its result."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # handed to the caller
+                future.set_exception(e)
+
+        self.loop.call_soon_threadsafe(work)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop and join the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class SimThread(LoopThread):
+    """A :class:`Simulator` (and a :class:`TamperProxy` in front of it) served
+    from a background thread, for tests that drive a subprocess."""
+
+    def __init__(self, port: int = 0, proxy: bool = False, **sim_options):
+        super().__init__()
+        self.sim = Simulator(**sim_options)
+        self.port = self.run(self.sim.start("127.0.0.1", port))
+        self.proxy: Optional[TamperProxy] = None
+        if proxy:
+            self.proxy = TamperProxy(self.port)
+            self.run(self.proxy.start())
+
+    def set_fault(self, name: str, value: Any) -> None:
+        """Set ``sim.faults.<name>`` on the simulator's thread."""
+        self.call(lambda: setattr(self.sim.faults, name, value))
+
+    def stop(self) -> None:
+        """Stop proxy, simulator and loop."""
+        if self.proxy is not None:
+            self.run(self.proxy.stop())
+        self.run(self.sim.stop())
+        self.close()
+
+
+async def open_raw(port: int) -> tuple:
+    """A plain TCP connection to the simulator: (reader, writer)."""
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def _alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    try:
+        writer.write(b"hwrev\n")
+        line = await asyncio.wait_for(reader.readline(), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    return line.endswith(b"\n")
+
+
+async def hold_all_slots(sim: Simulator) -> list:
+    """Drop every connection and take all 4 slots with idle clients of our
+    own (retrying if a client under test wins a slot in between); return
+    their (reader, writer) pairs."""
+    for _ in range(20):
+        sim.drop_connections()
+        held = [await open_raw(sim.port) for _ in range(SLOTS)]
+        if all([await _alive(r, w) for r, w in held]):
+            return held
+        for _, w in held:
+            w.transport.abort()
+    raise AssertionError("could not take every connection slot")
+
+
+async def release(held: list, sim: Simulator, keep: int = 0) -> None:
+    """Close held connections down to ``keep`` and wait until the simulator
+    has freed their slots."""
+    while len(held) > keep:
+        held.pop()[1].close()
+    await wait_for(lambda: sim.connection_count <= keep, what="slots freed")
+
+
+def csv_files(data_dir: Path) -> list:
+    """The bridge's CSV files in write order (day, then sequence number)."""
+    def key(path: Path) -> tuple:
+        parts = path.name[len("thermostat-"):-len(".csv")].split(".")
+        return parts[0], int(parts[1]) if len(parts) > 1 else 1
+    return sorted(Path(data_dir).glob("thermostat-*.csv"), key=key)
+
+
+def read_log(data_dir: Path) -> list:
+    """Every row of every CSV file as (file name, header, row) after checking
+    that each file parses, every line is complete and has the header's width,
+    and timestamps strictly increase within each file."""
+    out = []
+    for path in csv_files(data_dir):
+        data = path.read_bytes()
+        assert data.endswith(b"\n"), "{}: torn last line {!r}".format(path.name, data[-80:])
+        rows = list(csv.reader(data.decode("ascii").splitlines()))
+        header, body = rows[0], rows[1:]
+        assert header[:2] == ["time", "ts"], (path.name, header)
+        last = None
+        for row in body:
+            assert len(row) == len(header), (path.name, row)
+            ts = int(row[1])
+            assert last is None or ts > last, "{}: ts {} after {}".format(path.name, ts, last)
+            last = ts
+            out.append((path.name, header, row))
+    return out

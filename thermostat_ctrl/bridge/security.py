@@ -1,0 +1,116 @@
+"""Request limits and bearer-token access control for the bridge's HTTP API.
+
+:class:`Guard` is a pure ASGI middleware placed outside every route:
+
+* a query string longer than :data:`MAX_QUERY` bytes or a path longer than
+  :data:`MAX_PATH` bytes gets 414; a request body larger than
+  :data:`MAX_BODY` bytes gets 413 (by its ``Content-Length``, or counted
+  while it is read when it is chunked);
+* with a token configured, every request other than GET/HEAD (and, with
+  ``protect_reads``, every request) needs ``Authorization: Bearer <token>``,
+  compared in constant time; otherwise 401 with ``WWW-Authenticate: Bearer``.
+
+It adds no CORS headers: browsers on other origins cannot read the API.
+"""
+
+import hmac
+import json
+from typing import Awaitable, Callable, MutableMapping, Optional
+
+Scope = MutableMapping
+Message = MutableMapping
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_QUERY = 2048
+MAX_PATH = 1024
+MAX_BODY = 4096
+#: Methods that never change anything; open unless reads are protected.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Guard:
+    """ASGI middleware enforcing the request limits and the token.
+
+    :param app: the wrapped application.
+    :param token: the bearer token, or None for no access control.
+    :param protect_reads: require the token for GET/HEAD too.
+    """
+
+    def __init__(self, app: ASGIApp, token: Optional[str] = None, protect_reads: bool = False):
+        self.app = app
+        self._token = None if token is None else token.encode()
+        self.protect_reads = protect_reads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > MAX_QUERY:
+            await _reply(send, 414, "query string longer than {} bytes".format(MAX_QUERY))
+            return
+        if len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH:
+            await _reply(send, 414, "path longer than {} bytes".format(MAX_PATH))
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            await _reply(send, 413, "request body larger than {} bytes".format(MAX_BODY))
+            return
+        if not self._authorised(scope["method"], headers.get(b"authorization")):
+            await _reply(send, 401, "this endpoint needs 'Authorization: Bearer <token>'",
+                         [(b"www-authenticate", b"Bearer")])
+            return
+        if length is None and scope["method"] not in READ_METHODS:
+            body = await _read_body(receive)
+            if body is None:
+                await _reply(send, 413, "request body larger than {} bytes".format(MAX_BODY))
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+    def _authorised(self, method: str, authorization: Optional[bytes]) -> bool:
+        if self._token is None or (method in READ_METHODS and not self.protect_reads):
+            return True
+        scheme, _, given = (authorization or b"").partition(b" ")
+        # compare_digest takes the same time whatever the matching prefix.
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token)
+
+
+async def _read_body(receive: Receive) -> Optional[bytes]:
+    """The whole request body, or None as soon as it exceeds :data:`MAX_BODY`."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields ``body`` once, then defers to ``receive``."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _reply(send: Send, status: int, detail: str, extra: Optional[list] = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
