@@ -109,6 +109,12 @@ class Thermostat:
         self._next_attempt = began + self._backoff
 
     async def _ensure_connected(self, force: bool = False) -> None:
+        if self._writer is not None and self._reader is not None and (
+                self._writer.is_closing() or self._reader.at_eof()
+                or self._reader.exception() is not None):
+            # The device closed the idle connection (reset, dropped): nothing
+            # was sent on it, so connect again at once instead of failing.
+            self._drop()
         if self._writer is not None:
             return
         wait = self._next_attempt - time.monotonic()
