@@ -119,9 +119,15 @@ def log_files(data_dir: str) -> list[str]:
 
 def prepare_history(data_dir: str, days: int) -> dict:
     """Make sure ``data_dir`` holds ``days`` full days ending yesterday (UTC)
-    and a file for today up to a second ago; generate only what is missing."""
+    and a file for today up to a second ago; generate only what is missing.
+
+    Today's file is always written afresh, so that a reused directory has no
+    hole between an earlier run and now (the "1 h raw" range must be full)."""
     os.makedirs(data_dir, exist_ok=True)
     today = now_ms() // DAY_MS
+    for name in log_files(data_dir):
+        if parse_file_name(name)[0] == today:
+            os.remove(os.path.join(data_dir, name))
     present = {parse_file_name(n)[0] for n in log_files(data_dir)}
     missing = [d for d in range(today - days, today) if d not in present]
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 The n-th poll is due at ``start + n * period`` on the monotonic clock.  A poll
 that finishes late makes the loop skip the instants it missed (counted in
 :attr:`Poller.skipped`), so polls are never bunched.  Each successful poll is
-stamped with the wall-clock time of its reply (integer epoch ms), appended to
+stamped with the wall-clock time of its request (integer epoch ms), appended to
 the :class:`~.store.Store` and kept as the latest reading; a failed poll
 records nothing (a gap) and is counted by reason.
 """
@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import math
+import sys
 import threading
 import time
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # get_pid() (PID targets) is fetched on every n-th successful poll only.
 PID_EVERY = 10
+# Longest time the poll thread waits for the GIL while another thread runs.
+SWITCH_INTERVAL_S = 0.0005
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
 
@@ -167,6 +170,9 @@ class Poller:
         busy HTTP server never delays a poll; the driver is used only there.
         """
         self.driver = driver
+        # A poll takes the GIL several times (wake-up, send, reply, store); at
+        # the default 5 ms switch interval a busy HTTP thread delays each step.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._owner = asyncio.get_running_loop()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="thermostat-poller",
@@ -244,6 +250,7 @@ class Poller:
             raise ValueError(self.fatal)
         async with self._lock:
             began = self._clock()
+            requested = self.wall_clock()
             try:
                 report = await self.driver.report()
             except (ConnectionError, TimeoutError, protocol.DeviceError) as e:
@@ -259,7 +266,7 @@ class Poller:
             if self.last_error:
                 logger.info("polling again after %s", self.last_error)
                 self.last_error = None
-            ts = self._stamp()
+            ts = self._stamp(requested)
             self.last_duration = self._clock() - began
             try:
                 self._resolve_fields(report)
@@ -280,10 +287,10 @@ class Poller:
                 await self._refresh_details()
             return self.latest
 
-    def _stamp(self) -> int:
+    def _stamp(self, wall: float) -> int:
         """Epoch ms for a new sample, after the latest one even when two polls
         share a millisecond; a larger backward clock step is left to the store."""
-        ts = int(self.wall_clock() * 1000)
+        ts = int(wall * 1000)
         if self.latest is not None and self.latest.ts - COLLISION_MS < ts <= self.latest.ts:
             ts = self.latest.ts + 1
         return ts
