@@ -464,22 +464,31 @@ def cadence(timestamps: list[int], period_ms: float) -> dict:
             "max_dev_from_first_ms": round(max(abs(o) for o in offsets), 1)}
 
 
+def _run_report_load(url: str, clients: int, duration: float, interval: float
+                     ) -> tuple[list, dict]:
+    return asyncio.run(_report_load(url, clients, duration, interval))
+
+
 def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid: int,
-             interval: float) -> dict:
+             interval: float, nice: int) -> dict:
     """``CLIENTS`` concurrent ``/report`` clients for ``duration`` s while the
-    bridge polls; the cadence of the rows written meanwhile."""
+    bridge polls; the cadence of the rows written meanwhile.  The clients run
+    in a child process at niceness ``nice`` (0: the bridge's priority)."""
     before = health(client)
     cpu = cpu_seconds(pid)
     clock_skew = time.time() - time.monotonic()
     start = now_ms()
-    latencies, errors = asyncio.run(_report_load(url, CLIENTS, duration, interval))
+    with ProcessPoolExecutor(1, initializer=os.nice, initargs=(nice,)) as pool:
+        latencies, errors = pool.submit(_run_report_load, url, CLIENTS, duration,
+                                        interval).result()
     end = now_ms()
     cpu = cpu_seconds(pid) - cpu
     clock_skew = (time.time() - time.monotonic()) - clock_skew
     after = health(client)
     ts = row_timestamps(data_dir, start + 1, end)
     result = {
-        "duration_s": duration, "clients": CLIENTS, "client_interval_s": interval, "requests": len(latencies),
+        "duration_s": duration, "clients": CLIENTS, "client_interval_s": interval,
+        "client_nice": nice, "requests": len(latencies),
         "errors": errors, "report_rps": round(len(latencies) / duration, 1),
         "report_p50_ms": round(statistics.median(latencies) * 1e3, 2) if latencies else None,
         "report_p99_ms": round(percentile(latencies, 0.99) * 1e3, 2) if latencies else None,
@@ -536,6 +545,8 @@ def print_report(results: dict, command: str) -> None:
     cad = load["cadence"]
     pace = (f"one request per {load['client_interval_s']:g} s each"
             if load["client_interval_s"] else "back to back")
+    if load["client_nice"]:
+        pace += f", at niceness {load['client_nice']}"
     print(f"\n/report, {load['clients']} concurrent clients ({pace}) for {load['duration_s']:g} s: "
           f"{load['requests']} requests ({load['report_rps']}/s), p50 {load['report_p50_ms']} ms,"
           f" p99 {load['report_p99_ms']} ms, errors {load['errors'] or 'none'}; bridge CPU "
@@ -582,7 +593,7 @@ def run(args: argparse.Namespace, data_dir: str, children: list) -> dict:
         memory["after a 24 h raw /data.csv"] = memory_mb(bridge.pid)
         log(f"{CLIENTS} /report clients for {args.duration:g} s")
         results["load"] = load_run(client, url, data_dir, args.duration, bridge.pid,
-                                   args.client_interval)
+                                   args.client_interval, args.load_nice)
         memory["after load"] = memory_mb(bridge.pid)
         results["health"] = health(client)
     results["cadence_whole_run"] = cadence(
@@ -608,6 +619,9 @@ def main() -> None:
     parser.add_argument("--client-interval", type=float, default=0.0, metavar="S",
                         help="each /report client waits for S s between requests"
                              " (default 0: back to back, the harshest load)")
+    parser.add_argument("--load-nice", type=int, default=0, metavar="N",
+                        help="run the /report clients at niceness N, as if they ran on"
+                             " other machines (default 0: same priority as the bridge)")
     parser.add_argument("--iterations", type=int, default=20_000,
                         help="samples for the poll-cycle cost (20000)")
     parser.add_argument("--simulation", action="store_true",

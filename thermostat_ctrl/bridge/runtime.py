@@ -1,5 +1,6 @@
 """The running parts of one bridge, shared by the app and its routes."""
 
+import gc
 import logging
 import threading
 from typing import Optional
@@ -49,6 +50,10 @@ class Bridge:
                             firmware=self.config.firmware, backoff_max=self.config.backoff_max)
         self.poller.start(driver)
         logger.info("polling Thermostat %s:%d every %g s", host, port, self.config.poll_period)
+        # Everything allocated so far lives as long as the process: keeping it
+        # out of the cyclic collector's full passes keeps those passes, which
+        # hold the GIL, short enough not to delay the poll thread.
+        gc.freeze()
         # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
         threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
 
