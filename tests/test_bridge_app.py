@@ -21,21 +21,9 @@ from thermostat_ctrl.bridge.app import create_app
 from thermostat_ctrl.bridge.config import BridgeConfig
 from thermostat_ctrl.bridge.poller import Poller
 
+from faultkit import wait_for
+
 PERIOD = 0.05
-
-
-async def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    """Await until ``condition()`` (sync or async) is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        await asyncio.sleep(0.01)
 
 
 def bridge_config(data_dir, **kwargs) -> BridgeConfig:

@@ -15,6 +15,8 @@ import time
 import httpx
 import pytest
 
+from faultkit import wait_until
+
 CLI = [sys.executable, "-m", "thermostat_ctrl.bridge.cli"]
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 
@@ -75,18 +77,6 @@ def bridge_process(data_dir, *extra):
         yield process, url
     finally:
         process.stop()
-
-
-def wait_until(condition, timeout: float = 15.0, what: str = "condition"):
-    """Call ``condition`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
 
 
 def healthy(url: str):
