@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import sys
 
+from . import protocol
 from .driver import Thermostat
 from .rpc import PublicMethods, ThermostatRPC
 
@@ -28,22 +29,11 @@ MISSING_SIPYCO = ("aqctl_thermostat needs sipyco, which is not installed: "
 
 
 def _device_address(text: str) -> tuple:
-    """Parse ``HOST[:PORT]`` (IPv6 as ``[addr]:port`` or bare) into (host, port)."""
-    host, port = text, "23"
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise argparse.ArgumentTypeError("expected [IPV6]:PORT, not {!r}".format(text))
-        port = rest[1:] or port
-    elif text.count(":") == 1:
-        host, port = text.split(":")
+    """``HOST[:PORT]`` as (host, port), for argparse."""
     try:
-        port_number = int(port)
-    except ValueError:
-        port_number = 0
-    if not host or not 0 < port_number < 65536:
-        raise argparse.ArgumentTypeError("expected HOST[:PORT], not {!r}".format(text))
-    return host, port_number
+        return protocol.parse_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(text: str) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 FIRMWARES = ("2023", "2025")
+DEFAULT_PORT = 23
 LINE_BUFFER = 64
 CHANNELS = (0, 1)
 
@@ -104,6 +105,28 @@ def check_firmware(firmware: str) -> str:
         raise ValueError("firmware must be one of {}, not {!r}".format(
             ", ".join(FIRMWARES), firmware))
     return firmware
+
+
+def parse_address(address: str) -> tuple:
+    """Split ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) into (host, port);
+    port 23 when omitted.  ValueError for a malformed address."""
+    host, port = address, DEFAULT_PORT
+    if address.startswith("["):
+        host, sep, rest = address[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("bad device address {!r}".format(address))
+        port_text = rest[1:] if rest else None
+    elif address.count(":") == 1:
+        host, port_text = address.split(":")
+    else:
+        port_text = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError("bad port in device address {!r}".format(address))
+        port = int(port_text)
+    if not host:
+        raise ValueError("no host in device address {!r}".format(address))
+    return host, port
 
 
 def check_channel(ch: Any) -> int:

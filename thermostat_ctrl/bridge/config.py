@@ -69,7 +69,7 @@ class BridgeConfig:
         if (self.device is None) == (not self.simulation):
             raise ValueError("give exactly one of a device address and simulation")
         if self.device is not None:
-            parse_device(self.device)
+            protocol.parse_address(self.device)
         if not (math.isfinite(self.speed) and self.speed > 0):
             raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
         if self.speed != 1.0 and not self.simulation:
@@ -187,24 +187,3 @@ def parse_fields(text: Optional[str]) -> Optional[tuple]:
     if not all(fields):
         raise ValueError("empty name in field list {!r}".format(text))
     return fields
-
-
-def parse_device(address: str) -> tuple:
-    """Split ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) into (host, port)."""
-    host, port = address, 23
-    if address.startswith("["):
-        host, sep, rest = address[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError("bad device address {!r}".format(address))
-        port_text = rest[1:] if rest else None
-    elif address.count(":") == 1:
-        host, port_text = address.split(":")
-    else:
-        port_text = None
-    if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError("bad port in device address {!r}".format(address))
-        port = int(port_text)
-    if not host:
-        raise ValueError("no host in device address {!r}".format(address))
-    return host, port

@@ -7,9 +7,10 @@ from typing import Optional
 
 from fastapi import Request
 
+from .. import protocol
 from ..driver import Thermostat
 from . import metrics, render, schema
-from .config import BridgeConfig, parse_device
+from .config import BridgeConfig
 from .poller import Poller, Sample
 from .simulation import Simulation
 from .store import Store
@@ -45,7 +46,7 @@ class Bridge:
         if self.simulation is not None:
             host, port = await self.simulation.start()
         else:
-            host, port = parse_device(self.config.device)
+            host, port = protocol.parse_address(self.config.device)
         driver = Thermostat(host, port, timeout=self.config.reply_timeout,
                             firmware=self.config.firmware, backoff_max=self.config.backoff_max)
         self.poller.start(driver)
