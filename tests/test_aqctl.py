@@ -8,7 +8,6 @@ import.  Only loopback addresses are used.
 
 import inspect
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from faultkit import free_port, wait_until
 from thermostat_ctrl.rpc import ThermostatRPC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,24 +29,6 @@ START_TIMEOUT = 30.0
 def Client():
     """sipyco's blocking RPC client class (skips without sipyco)."""
     return pytest.importorskip("sipyco.pc_rpc", reason=SIPYCO_MISSING).Client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def poll(condition, timeout: float, what: str):
-    """Call ``condition`` until it returns a true value, which is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 class Controller:
@@ -73,7 +55,7 @@ class Controller:
                 return Client("127.0.0.1", self.port, "thermostat", timeout=10)
             except OSError:
                 return None
-        return poll(attempt, timeout, "the controller to listen\n" + self.log())
+        return wait_until(attempt, timeout, "the controller to listen\n" + self.log())
 
     def stop(self):
         if self.proc.poll() is None:
@@ -227,18 +209,18 @@ def test_serves_while_device_unreachable_and_recovers(tmp_path, processes, Clien
 
         sim = SimProcess(sim_port)
         processes.append(sim)
-        poll(c.ping, 20, "the controller to reach the simulator")
+        wait_until(c.ping, 20, "the controller to reach the simulator")
         assert c.firmware()["firmware"] == "2025"
         c.set_target(0, 26.0)
 
         sim.stop()
-        poll(lambda: c.ping() is False, 20, "the controller to notice the device is gone")
+        wait_until(lambda: c.ping() is False, 20, "the controller to notice the device is gone")
         with pytest.raises((ConnectionError, TimeoutError)):
             c.get_pid()
 
         sim = SimProcess(sim_port)
         processes.append(sim)
-        poll(c.ping, 20, "the controller to reconnect")
+        wait_until(c.ping, 20, "the controller to reconnect")
         assert [o["channel"] for o in c.report()] == [0, 1]
         assert c.get_pid()[0]["target"] == 0.0  # a fresh device
         assert ctl.proc.poll() is None

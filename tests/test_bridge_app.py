@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import csv
-import gzip
 import io
 import json
 import math
@@ -21,7 +20,7 @@ from thermostat_ctrl.bridge.app import create_app
 from thermostat_ctrl.bridge.config import BridgeConfig
 from thermostat_ctrl.bridge.poller import Poller
 
-from faultkit import wait_for
+from faultkit import wait_for, wait_until
 
 PERIOD = 0.05
 
@@ -291,9 +290,8 @@ async def test_bad_input_gets_422_naming_the_parameter(bridge_client, path):
 def sync_client(tmp_path_factory):
     app = create_app(bridge_config(tmp_path_factory.mktemp("fuzz")))
     with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while app.state.bridge.poller.polls_ok < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the app runs in TestClient's thread
+        # The app runs in TestClient's thread.
+        wait_until(lambda: app.state.bridge.poller.polls_ok >= 3, 10, "3 polls")
         yield client
 
 

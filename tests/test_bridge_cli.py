@@ -6,7 +6,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from faultkit import wait_until
+from faultkit import free_port, wait_until
 
 CLI = [sys.executable, "-m", "thermostat_ctrl.bridge.cli"]
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
@@ -146,14 +145,8 @@ def test_usage_errors(args, message):
     assert message in r.stderr.strip().splitlines()[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_asgi_factory_from_environment(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, THERMOSTAT_SIMULATION="1", THERMOSTAT_SPEED="20",
                THERMOSTAT_DATA_DIR=str(tmp_path), THERMOSTAT_POLL_PERIOD="0.1",
                THERMOSTAT_FIELDS="temperature")

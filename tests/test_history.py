@@ -166,7 +166,7 @@ def test_torn_tail_does_not_poison_a_cache(tmp_path):
     day0_rows = [r for r in rows if r[0] < T0 + 5 * 3_600_000]
     torn_ts = day0_rows[-1][0] + 1
     with open(day0, "a") as f:
-        f.write(f"2026-11-23T23:5")
+        f.write("2026-11-23T23:5")
     first, last = rows[0][0], rows[-1][0]
     expected = reference(rows, first, last, A, 300)
     assert_table(store.query(first, last, A, 300), expected)

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faultkit import SimThread
+from faultkit import SimThread, wait_until
 from thermostat_ctrl.bridge import security
 from thermostat_ctrl.bridge.app import create_app
 from thermostat_ctrl.bridge.config import BridgeConfig
@@ -52,9 +52,8 @@ def client(device, tmp_path_factory):
                           memory_s=20.0)
     app = create_app(config)
     with TestClient(app, raise_server_exceptions=False) as test_client:
-        deadline = time.monotonic() + 10
-        while app.state.bridge.poller.polls_ok < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the app runs in TestClient's thread
+        # The app runs in TestClient's thread.
+        wait_until(lambda: app.state.bridge.poller.polls_ok >= 3, 10, "3 polls")
         yield test_client
 
 

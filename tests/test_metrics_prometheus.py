@@ -8,8 +8,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from test_bridge_app import polled, running_bridge, wait_for
-from test_bridge_cli import Process, _free_port, bridge_process, wait_until
+from faultkit import free_port, wait_for, wait_until
+from test_bridge_app import polled, running_bridge
+from test_bridge_cli import Process, bridge_process
 
 CHANNEL_GAUGES = {
     "thermostat_temperature_celsius", "thermostat_thermistor_resistance_ohms",
@@ -113,7 +114,7 @@ def test_real_prometheus_scrapes_both_channels(tmp_path):
             "scrape_configs:\n"
             "  - job_name: thermostat\n"
             "    static_configs: [{targets: ['%s'], labels: {device: thermostat0}}]\n" % target)
-        listen = "127.0.0.1:{}".format(_free_port())
+        listen = "127.0.0.1:{}".format(free_port())
         prometheus = Process(["prometheus", "--config.file", str(config),
                               "--storage.tsdb.path", str(tmp_path / "tsdb"),
                               "--web.listen-address", listen])

@@ -111,7 +111,7 @@ async def _rendered(bridge: Bridge, render_table: Callable, from_ms: Optional[in
                     to_ms: Optional[int], fields: Optional[str], max_points: Optional[int],
                     default_ms: int) -> bytes:
     """Query the store and render the rows, in a worker thread (the store may
-    read files; the event loop keeps polling meanwhile)."""
+    read files; the event loop keeps serving meanwhile)."""
     start, end = _range(from_ms, to_ms, default_ms)
     columns = _columns(bridge, fields)
 
