@@ -12,7 +12,6 @@ sipyco is imported lazily: it is an optional dependency (the ``artiq`` extra).
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import sys
 
@@ -72,15 +71,6 @@ def get_argparser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _ssl_config(ssl_args: list):
     try:
         from sipyco.tools import SimpleSSLConfig
@@ -106,7 +96,7 @@ def main():
 
     bind = common_args.bind_address_from_args(args)
     ssl_args = getattr(args, "ssl", None)
-    if not ssl_args and (bind is None or not all(_is_loopback(h) for h in bind)):
+    if not ssl_args and (bind is None or not all(protocol.is_loopback(h) for h in bind)):
         logger.warning("listening beyond loopback (%s) without --ssl: anyone who can reach"
                        " port %d can drive the Thermostat", bind or "all interfaces", args.port)
 

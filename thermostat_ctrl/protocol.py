@@ -16,6 +16,7 @@ ASCII words without spaces, at most 64 bytes per line (the device's line
 buffer silently truncates longer lines).
 """
 
+import ipaddress
 import json
 import logging
 import math
@@ -127,6 +128,17 @@ def parse_address(address: str) -> tuple:
     if not host:
         raise ValueError("no host in device address {!r}".format(address))
     return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.1``, ``::1``,
+    ``[::1]``); False for anything else (``0.0.0.0``, ``::``, other names)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_channel(ch: Any) -> int:

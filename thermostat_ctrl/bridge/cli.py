@@ -1,57 +1,73 @@
-"""``thermostat_bridge``: serve one Thermostat (or the simulator) over HTTP.
+"""``thermostat_bridge``: serve a lab's Thermostats (or simulated ones) over HTTP.
 
-    thermostat_bridge --simulation
-    thermostat_bridge -d 192.168.1.26 --data-dir /var/lib/thermostat-bridge
+    thermostat_bridge --simulation 3
+    thermostat_bridge -d laser=10.0.0.5 -d cavity=10.0.0.6 --data-dir /var/lib/thermostat-bridge
+    thermostat_bridge --config bridge.toml
+
+The HTTP port is bound and the data directory locked before anything is
+polled or written: a second bridge on the same directory, or on a port in
+use, exits with status 2 and one line.
 """
 
 import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
-from typing import Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import uvicorn
 
-from .app import create_app
-from .config import ENV_PREFIX, BridgeConfig, ExposureError, parse_fields
-from .runtime import Bridge
+from . import config as bridge_config
+from .config import ENV_PREFIX, BridgeConfig, parse_fields
+from .runtime import Bridge, tune_process
+from .web.app import create_app
 
 logger = logging.getLogger("thermostat_bridge")
+
+#: Defaults of the options a TOML file may also set (None on the parser, so
+#: that an option given on the command line is told apart and wins).
+DEFAULTS = {"speed": 1.0, "data_dir": "./thermostat-data", "poll_period": 1.0,
+            "memory_s": 600.0, "firmware": "auto", "bind": "127.0.0.1", "port": 8000}
 
 
 def get_argparser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
         prog="thermostat_bridge",
-        description="Poll a Sinara Thermostat, log its readings to daily CSV files and serve"
-                    " them over HTTP (/docs, /data.csv, /series, /report, /metrics).")
-    device = parser.add_mutually_exclusive_group(required=True)
-    device.add_argument("-d", "--device", metavar="HOST[:PORT]",
-                        help="the Thermostat's address (port 23 by default)")
-    device.add_argument("--simulation", action="store_true",
-                        help="poll the built-in simulator instead of a device")
-    parser.add_argument("--speed", type=float, default=1.0, metavar="K",
+        description="Poll Sinara Thermostats, log their readings to daily CSV files and serve"
+                    " them over HTTP (/docs, /devices, /data.csv, /series, /report, /metrics).")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("-d", "--device", metavar="[NAME=]HOST[:PORT]", action="append",
+                        help="a Thermostat (port 23 by default); repeat for each device of the"
+                             " lab. Unnamed devices are thermostat0, thermostat1, ...")
+    device.add_argument("--simulation", nargs="?", type=int, const=1, metavar="N",
+                        help="poll N built-in simulated devices (default 1) instead")
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="devices and settings from a TOML file; options given here win")
+    parser.add_argument("--speed", type=float, metavar="K",
                         help="with --simulation: simulated time runs K times faster (default 1)")
-    parser.add_argument("--bind", default="127.0.0.1",
+    parser.add_argument("--bind",
                         help="address to serve HTTP on (default 127.0.0.1); any other than"
                              " loopback needs a token")
     parser.add_argument("--token", default=os.environ.get(ENV_PREFIX + "TOKEN") or None,
                         help="bearer token POST endpoints require (default: ${}TOKEN, which"
                              " keeps it out of the process list)".format(ENV_PREFIX))
-    parser.add_argument("--protect-reads", action="store_true",
+    parser.add_argument("--protect-reads", action="store_true", default=None,
                         help="require the token for GET endpoints too")
-    parser.add_argument("--port", type=int, default=8000,
+    parser.add_argument("--port", type=int,
                         help="HTTP port (default 8000; 0 picks a free one)")
-    parser.add_argument("--data-dir", default="./thermostat-data",
-                        help="directory of the daily CSV files (default ./thermostat-data)")
-    parser.add_argument("--poll-period", type=float, default=1.0, metavar="S",
-                        help="seconds between polls (default 1.0)")
-    parser.add_argument("--memory-s", type=float, default=600.0, metavar="S",
+    parser.add_argument("--data-dir",
+                        help="directory of the CSV files, one folder per device"
+                             " (default ./thermostat-data)")
+    parser.add_argument("--poll-period", type=float, metavar="S",
+                        help="seconds between polls of each device (default 1.0)")
+    parser.add_argument("--memory-s", type=float, metavar="S",
                         help="seconds of readings kept in memory (default 600)")
     parser.add_argument("--fields", metavar="F1,F2,...",
                         help="report fields to record (default: every numeric or boolean one)")
-    parser.add_argument("--firmware", choices=("auto", "2023", "2025"), default="auto",
+    parser.add_argument("--firmware", choices=("auto", "2023", "2025"),
                         help="firmware dialect (default: detect)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
@@ -61,38 +77,83 @@ def get_argparser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BridgeConfig:
-    """The :class:`BridgeConfig` of parsed arguments; usage error when invalid."""
+def fail(message: Any) -> NoReturn:
+    """One line on stderr, exit status 2."""
+    print("thermostat_bridge: error: {}".format(message), file=sys.stderr)
+    sys.exit(2)
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The settings of the TOML file (if any) with the options given on the
+    command line on top, and the defaults below."""
+    settings: dict = dict(DEFAULTS)
+    if args.config is not None:
+        settings.update(bridge_config.read_toml(args.config))
+    given = {
+        "devices": args.device, "simulation": args.simulation, "speed": args.speed,
+        "bind": args.bind, "token": args.token, "protect_reads": args.protect_reads,
+        "port": args.port, "data_dir": args.data_dir, "poll_period": args.poll_period,
+        "memory_s": args.memory_s, "fields": parse_fields(args.fields),
+        "firmware": args.firmware,
+    }
+    if args.device or args.simulation:
+        settings.pop("simulation", None)  # the command line's devices replace the file's
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings
+
+
+def config_from_args(parser: argparse.ArgumentParser,
+                     args: argparse.Namespace) -> tuple[BridgeConfig, int]:
+    """The :class:`BridgeConfig` and HTTP port of parsed arguments; one line
+    and exit status 2 when they are invalid."""
+    if not (args.device or args.simulation or args.config):
+        parser.error("give the devices: -d/--device, --simulation or --config")
     try:
-        return BridgeConfig(device=args.device, simulation=args.simulation, speed=args.speed,
-                            data_dir=args.data_dir, poll_period=args.poll_period,
-                            memory_s=args.memory_s, fields=parse_fields(args.fields),
-                            firmware=args.firmware, bind=args.bind, token=args.token,
-                            protect_reads=args.protect_reads)
-    except ExposureError as e:
-        # Before anything is bound: one line, exit status 2.
-        print("{}: error: {}".format(parser.prog, e), file=sys.stderr)
-        sys.exit(2)
-    except ValueError as e:
-        parser.error(str(e))
+        settings = settings_from_args(args)
+        port = settings.pop("port")
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise ValueError("port must be 0..65535, not {!r}".format(port))
+        return bridge_config.build(**settings), port
+    except ValueError as e:  # ExposureError among them: before anything is bound
+        fail(e)
 
 
-async def serve(server: uvicorn.Server, bridge: Bridge) -> int:
-    """Run ``server`` until it exits or the poller stops for good; exit status."""
-    serving = asyncio.ensure_future(server.serve())
-    stopped = asyncio.ensure_future(bridge.poller.stopped.wait())
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening); OSError
+    with the address when it cannot be bound."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise OSError("cannot serve on {}:{}: {}".format(host, port, e.strerror or e)) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise OSError("cannot serve on {}:{}: {}".format(host, port, e.strerror or e)) from None
+    return sock
+
+
+async def serve(server: uvicorn.Server, sock: socket.socket, bridge: Bridge) -> int:
+    """Run ``server`` until it exits or polling stops for good; exit status."""
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         # uvicorn offers no readiness event; this wait is cheap and brief.
         await asyncio.wait([serving], timeout=0.02)
     if server.started:
+        tune_process()
         host, port = server.servers[0].sockets[0].getsockname()[:2]
-        logger.info("serving on http://%s:%d (API docs: http://%s:%d/docs)", host, port, host, port)
-    await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+        logger.info("serving %d device(s) on http://%s:%d (API docs: http://%s:%d/docs)",
+                    len(bridge.devices), host, port, host, port)
+        failed = asyncio.ensure_future(bridge.failed.wait())
+        await asyncio.wait([serving, failed], return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
     if not serving.done():
         server.should_exit = True
     await serving
-    stopped.cancel()
-    if bridge.poller.fatal is not None:
+    if bridge.fatal is not None:
         return 2
     return 0 if server.started else 1
 
@@ -101,22 +162,25 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``thermostat_bridge``."""
     parser = get_argparser()
     args = parser.parse_args(argv)
-    config = config_from_args(parser, args)
+    config, port = config_from_args(parser, args)
     level = logging.INFO + 10 * (args.quiet - min(args.verbose, 1))
     logging.basicConfig(level=level, format="%(levelname)s:%(name)s: %(message)s")
     if not args.verbose:
         # The simulator logs every connection; only -v wants that.
         logging.getLogger("thermostat_ctrl.simulator").setLevel(max(level, logging.WARNING))
     try:
+        sock = bind_socket(config.bind, port)
+    except OSError as e:
+        fail(e)
+    try:
         app = create_app(config)
     except OSError as e:
-        print("thermostat_bridge: error: {}".format(e), file=sys.stderr)
-        sys.exit(2)
+        sock.close()
+        fail(e)
     server = uvicorn.Server(uvicorn.Config(
-        app, host=args.bind, port=args.port, log_config=None, access_log=args.verbose >= 2,
-        lifespan="on"))
+        app, log_config=None, access_log=args.verbose >= 2, lifespan="on"))
     try:
-        status = asyncio.run(serve(server, app.state.bridge))
+        status = asyncio.run(serve(server, sock, app.state.bridge))
     except KeyboardInterrupt:
         status = 0  # uvicorn re-raises the SIGINT it handled, after a clean shutdown
     sys.exit(status)

@@ -1,46 +1,85 @@
-"""Configuration of the HTTP bridge, from the command line or the environment.
+"""Configuration of the HTTP bridge: its devices and its settings, from the
+command line, a TOML file or the environment.
 
-Environment variables read by :meth:`BridgeConfig.from_env` (used by the ASGI
-factory ``thermostat_ctrl.bridge.app:app_from_env``):
+A device is given as ``[NAME=]HOST[:PORT]``.  NAME matches
+:data:`DEVICE_NAME` and is unique; a device without a name is
+``thermostat0``, ``thermostat1``, ... by position.
 
-============================  ==============================================
-``THERMOSTAT_DEVICE``         device address ``HOST[:PORT]`` (port 23)
-``THERMOSTAT_SIMULATION``     ``1``/``true``/``yes``: use the built-in simulator
-``THERMOSTAT_SPEED``          simulated time factor (simulation only, 1)
-``THERMOSTAT_DATA_DIR``       CSV log directory (``./thermostat-data``)
-``THERMOSTAT_POLL_PERIOD``    seconds between polls (1.0)
-``THERMOSTAT_MEMORY_S``       seconds of samples kept in memory (600)
-``THERMOSTAT_FIELDS``         comma-separated report fields (all numeric ones)
-``THERMOSTAT_FIRMWARE``       ``auto``, ``2023`` or ``2025`` (``auto``)
-``THERMOSTAT_TIMEOUT``        seconds allowed per device reply (derived
-                              from the poll period when unset)
-``THERMOSTAT_TOKEN``          bearer token required by POST endpoints (and
-                              by every endpoint with ``PROTECT_READS``)
-``THERMOSTAT_BIND``           the address the server binds (``127.0.0.1``);
-                              set it to uvicorn's ``--host`` so that a
-                              non-loopback bind without a token is refused
-``THERMOSTAT_PROTECT_READS``  ``1``: GET endpoints need the token too
-============================  ==============================================
+TOML file (``--config bridge.toml``; keys as the long options)::
 
-Exactly one of ``THERMOSTAT_DEVICE`` and ``THERMOSTAT_SIMULATION`` must be set.
+    data_dir = "/var/lib/thermostat-bridge"
+    poll_period = 1.0              # default of every device
+    memory_s = 600
+    fields = ["temperature", "tec_i"]
+
+    [[device]]
+    name = "laser"
+    address = "10.0.0.5"
+    firmware = "2025"              # per device: firmware, poll_period, fields, timeout
+
+    [[device]]
+    name = "cavity"
+    address = "10.0.0.6:2323"
+    poll_period = 0.1
+
+Options given on the command line override the file's, for every device.
+
+Environment variables read by :func:`from_env` (used by the ASGI factory
+``thermostat_ctrl.bridge.web.app:app_from_env``):
+
+==============================  ==============================================
+``THERMOSTAT_DEVICES``          ``NAME=HOST[:PORT],...`` (names optional)
+``THERMOSTAT_DEVICE``           one ``HOST[:PORT]`` (older form)
+``THERMOSTAT_SIMULATION``       ``1``/``true``: one simulated device; ``N``: N
+``THERMOSTAT_CONFIG``           a TOML file as above (the variables override it)
+``THERMOSTAT_SPEED``            simulated time factor (simulation only, 1)
+``THERMOSTAT_DATA_DIR``         CSV log directory (``./thermostat-data``)
+``THERMOSTAT_POLL_PERIOD``      seconds between polls (1.0)
+``THERMOSTAT_MEMORY_S``         seconds of samples kept in memory (600)
+``THERMOSTAT_FIELDS``           comma-separated report fields (all numeric ones)
+``THERMOSTAT_FIRMWARE``         ``auto``, ``2023`` or ``2025`` (``auto``)
+``THERMOSTAT_TIMEOUT``          seconds allowed per device reply (derived
+                                from the poll period when unset)
+``THERMOSTAT_TOKEN``            bearer token required by POST endpoints (and
+                                by every endpoint with ``PROTECT_READS``)
+``THERMOSTAT_BIND``             the address the server binds (``127.0.0.1``);
+                                set it to uvicorn's ``--host`` so that a
+                                non-loopback bind without a token is refused
+``THERMOSTAT_PROTECT_READS``    ``1``: GET endpoints need the token too
+==============================  ==============================================
 """
 
-import ipaddress
 import math
 import re
+import sys
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from .. import protocol
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 ENV_PREFIX = "THERMOSTAT_"
 #: Default reply timeout as a fraction of the poll period.
 TIMEOUT_FRACTION = 0.8
 #: Shortest accepted bearer token.
 TOKEN_MIN = 16
+#: What a device name may be.
+DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: The name of the ``i``-th device given without one.
+DEFAULT_NAME = "thermostat{}"
+#: Most simulated devices one bridge runs.
+MAX_SIMULATED = 32
+
 _TOKEN = re.compile(r"^[!-~]+$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
+_DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout"}
+_TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
+             "firmware", "timeout", "bind", "port", "protect_reads"}
 
 
 class ExposureError(ValueError):
@@ -49,59 +88,41 @@ class ExposureError(ValueError):
 
 
 @dataclass(frozen=True)
-class BridgeConfig:
-    """Validated settings of one bridge process (ValueError on bad values)."""
+class DeviceConfig:
+    """One polled device (ValueError on bad values, naming the device).
 
-    device: Optional[str] = None
-    simulation: bool = False
-    speed: float = 1.0
-    data_dir: str = "./thermostat-data"
-    poll_period: float = 1.0
-    memory_s: float = 600.0
-    fields: Optional[tuple] = None
+    ``address`` is ``HOST[:PORT]``, or None for a simulated device.
+    """
+
+    name: str
+    address: Optional[str] = None
     firmware: str = "auto"
+    poll_period: float = 1.0
+    fields: Optional[tuple] = None
     timeout: Optional[float] = None
-    bind: str = "127.0.0.1"
-    token: Optional[str] = None
-    protect_reads: bool = False
 
     def __post_init__(self):
-        if (self.device is None) == (not self.simulation):
-            raise ValueError("give exactly one of a device address and simulation")
-        if self.device is not None:
-            protocol.parse_address(self.device)
-        if not (math.isfinite(self.speed) and self.speed > 0):
-            raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
-        if self.speed != 1.0 and not self.simulation:
-            raise ValueError("speed only applies to the simulation")
-        if not (math.isfinite(self.poll_period) and self.poll_period > 0):
-            raise ValueError("poll period must be a positive number of seconds, not {!r}"
-                             .format(self.poll_period))
-        if not (math.isfinite(self.memory_s) and self.memory_s >= self.poll_period):
-            raise ValueError("memory must be at least one poll period ({} s), not {!r}"
-                             .format(self.poll_period, self.memory_s))
-        if self.firmware != "auto":
-            protocol.check_firmware(self.firmware)
-        if self.fields is not None and not self.fields:
-            raise ValueError("fields must name at least one report field")
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise ValueError("timeout must be a positive number of seconds, not {!r}"
-                             .format(self.timeout))
-        if self.token is not None:
-            check_token(self.token)
-        if self.protect_reads and self.token is None:
-            raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
-                                .format(ENV_PREFIX))
-        if not is_loopback(self.bind) and self.token is None:
-            raise ExposureError(
-                "refusing to serve on {} (beyond loopback) without a token: set {}TOKEN"
-                " (or --token), at least {} characters".format(
-                    self.bind or "all interfaces", ENV_PREFIX, TOKEN_MIN))
+        if not isinstance(self.name, str) or not DEVICE_NAME.match(self.name):
+            raise ValueError("device name {!r} must match {} (lower-case letters, digits,"
+                             " '_' and '-', at most 32)".format(self.name, DEVICE_NAME.pattern))
+        try:
+            if self.address is not None:
+                protocol.parse_address(self.address)
+            if self.firmware != "auto":
+                protocol.check_firmware(self.firmware)
+            _check_period(self.poll_period)
+            if self.fields is not None and not self.fields:
+                raise ValueError("fields must name at least one report field")
+            if self.timeout is not None and not (_finite(self.timeout) and self.timeout > 0):
+                raise ValueError("timeout must be a positive number of seconds, not {!r}"
+                                 .format(self.timeout))
+        except ValueError as e:
+            raise ValueError("device {}: {}".format(self.name, e)) from None
 
     @property
-    def capacity(self) -> int:
-        """Rows kept in memory: ``memory_s / poll_period``."""
-        return max(1, math.ceil(self.memory_s / self.poll_period - 1e-9))
+    def simulated(self) -> bool:
+        """True for a device of the built-in simulation."""
+        return self.address is None
 
     @property
     def reply_timeout(self) -> float:
@@ -119,56 +140,219 @@ class BridgeConfig:
         most 1 s), so every scheduled poll while the device is away tries once."""
         return min(1.0, self.poll_period / 2)
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "BridgeConfig":
-        """Build the configuration from ``THERMOSTAT_*`` variables (see the module doc)."""
-        def get(name: str) -> Optional[str]:
-            value = environ.get(ENV_PREFIX + name)
-            return None if value is None or not value.strip() else value.strip()
-
-        def number(name: str, default: float) -> float:
-            text = get(name)
-            if text is None:
-                return default
-            try:
-                return float(text)
-            except ValueError:
-                raise ValueError("{}{} must be a number, not {!r}".format(
-                    ENV_PREFIX, name, text)) from None
-
-        simulation = (get("SIMULATION") or "").lower()
-        if simulation not in _TRUE + _FALSE:
-            raise ValueError("{}SIMULATION must be 1 or 0, not {!r}".format(ENV_PREFIX, simulation))
-        timeout = get("TIMEOUT")
-        protect = (get("PROTECT_READS") or "").lower()
-        if protect not in _TRUE + _FALSE:
-            raise ValueError("{}PROTECT_READS must be 1 or 0, not {!r}".format(
-                ENV_PREFIX, protect))
-        return cls(
-            device=get("DEVICE"),
-            simulation=simulation in _TRUE,
-            speed=number("SPEED", 1.0),
-            data_dir=get("DATA_DIR") or cls.data_dir,
-            poll_period=number("POLL_PERIOD", cls.poll_period),
-            memory_s=number("MEMORY_S", cls.memory_s),
-            fields=parse_fields(get("FIELDS")),
-            firmware=get("FIRMWARE") or "auto",
-            timeout=None if timeout is None else number("TIMEOUT", 0.0),
-            bind=get("BIND") or cls.bind,
-            token=get("TOKEN"),
-            protect_reads=protect in _TRUE,
-        )
+    def capacity(self, memory_s: float) -> int:
+        """Rows kept in memory for ``memory_s`` seconds."""
+        return max(1, math.ceil(memory_s / self.poll_period - 1e-9))
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses; False for anything else
-    (``0.0.0.0``, ``::``, other names and addresses)."""
-    if host == "localhost":
-        return True
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Validated settings of one bridge process (ValueError on bad values)."""
+
+    devices: tuple
+    speed: float = 1.0
+    data_dir: str = "./thermostat-data"
+    memory_s: float = 600.0
+    bind: str = "127.0.0.1"
+    token: Optional[str] = None
+    protect_reads: bool = False
+
+    def __post_init__(self):
+        if not self.devices:
+            raise ValueError("give at least one device (-d) or --simulation")
+        names = [d.name for d in self.devices]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError("device name {} given more than once".format(", ".join(repeated)))
+        if any(d.simulated for d in self.devices) and not all(d.simulated for d in self.devices):
+            raise ValueError("simulated and real devices cannot be mixed")
+        if not (_finite(self.speed) and self.speed > 0):
+            raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
+        if self.speed != 1.0 and not self.simulation:
+            raise ValueError("speed only applies to the simulation")
+        longest = max(d.poll_period for d in self.devices)
+        if not (_finite(self.memory_s) and self.memory_s >= longest):
+            raise ValueError("memory must be at least one poll period ({} s), not {!r}"
+                             .format(longest, self.memory_s))
+        if self.token is not None:
+            check_token(self.token)
+        if self.protect_reads and self.token is None:
+            raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
+                                .format(ENV_PREFIX))
+        if not protocol.is_loopback(self.bind) and self.token is None:
+            raise ExposureError(
+                "refusing to serve on {} (beyond loopback) without a token: set {}TOKEN"
+                " (or --token), at least {} characters".format(
+                    self.bind or "all interfaces", ENV_PREFIX, TOKEN_MIN))
+
+    @property
+    def simulation(self) -> bool:
+        """True when the devices are the built-in simulation."""
+        return self.devices[0].simulated
+
+    def device(self, name: str) -> DeviceConfig:
+        """The device called ``name`` (KeyError if none)."""
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_period(value: Any) -> None:
+    if not (_finite(value) and value > 0):
+        raise ValueError("poll period must be a positive number of seconds, not {!r}"
+                         .format(value))
+
+
+def parse_device(spec: str, position: int) -> tuple[str, str]:
+    """``(name, address)`` of a ``[NAME=]HOST[:PORT]`` entry at ``position``
+    (0-based) of the device list; ValueError naming the entry."""
+    name, sep, address = spec.strip().rpartition("=")
+    if not sep:
+        name = DEFAULT_NAME.format(position)
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        protocol.parse_address(address)
+    except ValueError as e:
+        raise ValueError("device {!r}: {}".format(spec, e)) from None
+    return name, address
+
+
+def build(devices: Sequence[str] = (), simulation: int = 0, file_devices: Sequence[dict] = (),
+          poll_period: float = 1.0, fields: Optional[tuple] = None, firmware: str = "auto",
+          timeout: Optional[float] = None, **settings: Any) -> BridgeConfig:
+    """A :class:`BridgeConfig` from device entries and settings.
+
+    ``devices`` are ``[NAME=]HOST[:PORT]`` entries; ``simulation`` is a number
+    of simulated devices; ``file_devices`` are the ``[[device]]`` tables of a
+    TOML file (used when neither of the other two is given), whose own keys
+    override ``poll_period``, ``fields``, ``firmware`` and ``timeout``.
+    ``settings`` are the other :class:`BridgeConfig` fields.
+    """
+    defaults = dict(poll_period=poll_period, fields=fields, firmware=firmware, timeout=timeout)
+    if devices and simulation:
+        raise ValueError("give devices or a simulation, not both")
+    if simulation:
+        if not 1 <= simulation <= MAX_SIMULATED:
+            raise ValueError("simulation needs 1 to {} devices, not {}".format(
+                MAX_SIMULATED, simulation))
+        entries = [DeviceConfig(DEFAULT_NAME.format(i), None, **defaults)
+                   for i in range(simulation)]
+    elif devices:
+        entries = [DeviceConfig(*parse_device(spec, i), **defaults)
+                   for i, spec in enumerate(devices)]
+    else:
+        entries = [_file_device(table, i, defaults) for i, table in enumerate(file_devices)]
+    return BridgeConfig(devices=tuple(entries), **settings)
+
+
+def _file_device(table: Any, position: int, defaults: dict) -> DeviceConfig:
+    where = "[[device]] {}".format(position + 1)
+    if not isinstance(table, dict):
+        raise ValueError("{}: must be a table".format(where))
+    unknown = sorted(set(table) - _DEVICE_KEYS)
+    if unknown:
+        raise ValueError("{}: unknown key(s) {}; known: {}".format(
+            where, ", ".join(unknown), ", ".join(sorted(_DEVICE_KEYS))))
+    if "address" not in table:
+        raise ValueError("{}: needs an address".format(where))
+    name = table.get("name", DEFAULT_NAME.format(position))
+    address = table["address"]
+    if not isinstance(address, str):
+        raise ValueError("{}: address must be a string".format(where))
+    try:
+        protocol.parse_address(address)
+    except ValueError as e:
+        raise ValueError("{} ({}): {}".format(where, name, e)) from None
+    options = dict(defaults)
+    for key in ("firmware", "poll_period", "timeout"):
+        if key in table:
+            options[key] = table[key]
+    if "fields" in table:
+        options["fields"] = fields_of(table["fields"], "{} ({}) fields".format(where, name))
+    return DeviceConfig(name, address, **options)
+
+
+def read_toml(path: str) -> dict:
+    """The settings of a TOML configuration file (see the module doc);
+    ValueError with one line naming the file and the problem."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ValueError("cannot read {}: {}".format(path, e.strerror or e)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError("{}: {}".format(path, e)) from None
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ValueError("{}: unknown key(s) {}; known: {}".format(
+            path, ", ".join(unknown), ", ".join(sorted(_TOP_KEYS))))
+    if "fields" in data:
+        data["fields"] = fields_of(data["fields"], "{}: fields".format(path))
+    devices = data.pop("device", [])
+    if not isinstance(devices, list):
+        raise ValueError("{}: device must be an array of tables ([[device]])".format(path))
+    data["file_devices"] = devices
+    return data
+
+
+def fields_of(value: Any, what: str) -> tuple:
+    """A field list from TOML: an array of names or a comma-separated string."""
+    if isinstance(value, str):
+        return parse_fields(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError("{} must be a list of report field names".format(what))
+
+
+def from_env(environ: Mapping[str, str]) -> BridgeConfig:
+    """Build the configuration from ``THERMOSTAT_*`` variables (see the module doc)."""
+    def get(name: str) -> Optional[str]:
+        value = environ.get(ENV_PREFIX + name)
+        return None if value is None or not value.strip() else value.strip()
+
+    def number(name: str) -> Optional[float]:
+        text = get(name)
+        if text is None:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("{}{} must be a number, not {!r}".format(
+                ENV_PREFIX, name, text)) from None
+
+    def flag(name: str) -> Optional[bool]:
+        text = (get(name) or "").lower()
+        if text not in _TRUE + _FALSE:
+            raise ValueError("{}{} must be 1 or 0, not {!r}".format(ENV_PREFIX, name, text))
+        return True if text in _TRUE else None
+
+    settings = read_toml(get("CONFIG")) if get("CONFIG") else {}
+    devices = get("DEVICES")
+    if devices is not None and get("DEVICE") is not None:
+        raise ValueError("set {0}DEVICES or {0}DEVICE, not both".format(ENV_PREFIX))
+    if devices is not None:
+        settings["devices"] = [d for d in devices.split(",") if d.strip()]
+    elif get("DEVICE") is not None:
+        settings["devices"] = [get("DEVICE")]
+    simulation = (get("SIMULATION") or "").lower()
+    if simulation.isdigit() and simulation not in ("0", "1"):
+        settings["simulation"] = int(simulation)
+    elif flag("SIMULATION"):
+        settings["simulation"] = 1
+    overrides = {
+        "speed": number("SPEED"), "data_dir": get("DATA_DIR"),
+        "poll_period": number("POLL_PERIOD"), "memory_s": number("MEMORY_S"),
+        "fields": parse_fields(get("FIELDS")), "firmware": get("FIRMWARE"),
+        "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
+        "protect_reads": flag("PROTECT_READS"),
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    settings.pop("port", None)
+    return build(**settings)
 
 
 def check_token(token: str) -> str:

@@ -1,78 +1,181 @@
-"""The running parts of one bridge, shared by the app and its routes."""
+"""The running parts of one bridge: its devices, the sample bus and its
+consumers, wired together.
 
+Each device has a poller (on the shared acquisition thread), a store (ring
+buffer, CSV log and history in ``<data-dir>/<name>/``) and, in simulation,
+its simulator.  Samples go from the pollers to the bus; the store is its
+lossless consumer, on a thread of its own; the web and the sinks add theirs
+with :meth:`Bridge.consume`.
+"""
+
+import asyncio
 import gc
 import logging
+import sys
 import threading
-from typing import Optional
-
-from fastapi import Request
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from .. import protocol
 from ..driver import Thermostat
-from . import metrics, render, schema
-from .config import BridgeConfig
-from .poller import Poller, Sample
-from .simulation import Simulation
-from .store import Store
+from .acquisition import schema
+from .acquisition.bus import ConsumerThread, SampleBus
+from .acquisition.poller import Poller
+from .acquisition.simulation import Simulation
+from .acquisition.thread import AcquisitionThread
+from .config import BridgeConfig, DeviceConfig
+from .storage.datadir import DataDirLock, adopt_legacy, device_dir
+from .storage.store import Store
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Bridge", "Device", "tune_process"]
+
+#: Longest time the poll thread waits for the GIL while another thread runs.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_process() -> None:
+    """Process-wide settings for a bridge process; entry points call this once
+    the bridge has started (library users and tests keep the defaults).
+
+    * The switch interval: a poll takes the GIL several times (wake-up, send,
+      reply, publish); at the default 5 ms a busy HTTP thread delays each step.
+    * Everything allocated at start-up lives as long as the process: keeping
+      it out of the cyclic collector's full passes keeps those passes, which
+      hold the GIL, short enough not to delay the poll thread.
+    """
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+    gc.freeze()
+
+
+@dataclass
+class Device:
+    """One polled device and its storage."""
+
+    config: DeviceConfig
+    poller: Poller
+    store: Store
+    memory_s: float  #: seconds of samples kept in memory
+    simulation: Optional[Simulation] = None
+    address: Optional[tuple] = None  #: (host, port) once started
+
+    @property
+    def name(self) -> str:
+        """The device's name."""
+        return self.config.name
+
 
 class Bridge:
-    """Everything one bridge runs: store, poller, optional simulator.
+    """Everything one bridge runs.
 
-    Construction opens the data directory (OSError with a one-line message
-    when it is not writable); :meth:`start` connects and starts polling.
+    Construction locks the data directory, moves the files of a
+    single-device layout into the first device's folder and opens every
+    device's store (:class:`~.storage.datadir.DataDirError`, an OSError with
+    a one-line message, when the directory is in use or not writable);
+    :meth:`start` connects and starts polling.
     """
 
     def __init__(self, config: BridgeConfig):
         self.config = config
-        columns = schema.columns_for(config.fields) if config.fields else []
-        self.store = Store(config.data_dir, columns, config.capacity)
-        self.poller = Poller(self.store, config.poll_period, config.fields,
-                             on_sample=self._on_sample)
-        self.registry = metrics.registry_for(self.poller, self.store)
-        self.simulation: Optional[Simulation] = None
-        if config.simulation:
-            firmware = "2025" if config.firmware == "auto" else config.firmware
-            self.simulation = Simulation(config.speed, firmware)
+        self.bus = SampleBus()
+        self.fatal: Optional[str] = None
+        self.failed: Optional[asyncio.Event] = None
+        self._lock = DataDirLock(config.data_dir)
+        try:
+            adopt_legacy(config.data_dir, config.devices[0].name)
+            self.devices: dict[str, Device] = {}
+            for index, device in enumerate(config.devices):
+                columns = schema.columns_for(device.fields) if device.fields else []
+                store = Store(device_dir(config.data_dir, device.name), columns,
+                              device.capacity(config.memory_s))
+                poller = Poller(device.name, self.bus, device.poll_period, device.fields)
+                simulation = None
+                if device.simulated:
+                    firmware = "2025" if device.firmware == "auto" else device.firmware
+                    simulation = Simulation(config.speed, firmware, index)
+                self.devices[device.name] = Device(device, poller, store, config.memory_s,
+                                                   simulation)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._acquisition = AcquisitionThread(on_fatal=self._on_fatal)
+        self._consumers: list[ConsumerThread] = []
+        self.consume("store", self._store_batch, lossless=True)
 
-    @staticmethod
-    def _on_sample(sample: Sample) -> None:
-        render.warm(sample.columns, sample.values)
+    def consume(self, name: str, handle: Callable[[list], None], maxlen: int = 10_000,
+                lossless: bool = False) -> ConsumerThread:
+        """Run ``handle(batch)`` on a thread of its own for the samples of
+        every device (see :class:`~.acquisition.bus.SampleBus`); it is started
+        with the bridge (at once if already started) and stopped after the
+        pollers, once it has handled every sample."""
+        consumer = ConsumerThread(self.bus.subscribe(name, maxlen, lossless), handle)
+        self._consumers.append(consumer)
+        if self.failed is not None:
+            consumer.start()
+        return consumer
+
+    def _store_batch(self, batch: list) -> None:
+        for sample in batch:
+            stored = False
+            try:
+                stored = self.devices[sample.device].store.append(
+                    sample.ts, sample.columns, sample.values, durable=sample.ack is not None)
+            except Exception:  # a bug must not stop the log of every device
+                logger.exception("%s: could not store the row at ts %d", sample.device,
+                                 sample.ts)
+            if sample.ack is not None:
+                sample.ack.set_result(stored)
+
+    @property
+    def simulation(self) -> bool:
+        """True when the devices are the built-in simulation."""
+        return self.config.simulation
 
     async def start(self) -> None:
-        """Start the simulator (in simulation mode) and the poll loop."""
-        if self.simulation is not None:
-            host, port = await self.simulation.start()
-        else:
-            host, port = protocol.parse_address(self.config.device)
-        driver = Thermostat(host, port, timeout=self.config.reply_timeout,
-                            firmware=self.config.firmware, backoff_max=self.config.backoff_max)
-        self.poller.start(driver)
-        logger.info("polling Thermostat %s:%d every %g s", host, port, self.config.poll_period)
-        # Everything allocated so far lives as long as the process: keeping it
-        # out of the cyclic collector's full passes keeps those passes, which
-        # hold the GIL, short enough not to delay the poll thread.
-        gc.freeze()
+        """Start the consumers, the simulators (in simulation) and polling."""
+        self.failed = asyncio.Event()
+        for consumer in self._consumers:
+            consumer.start()
+        jobs = []
+        for device in self.devices.values():
+            if device.simulation is not None:
+                device.address = await device.simulation.start()
+            else:
+                device.address = protocol.parse_address(device.config.address)
+            host, port = device.address
+            config = device.config
+            driver = Thermostat(host, port, timeout=config.reply_timeout,
+                                firmware=config.firmware, backoff_max=config.backoff_max)
+            jobs.append((device.poller, driver))
+            logger.info("%s: polling Thermostat %s:%d every %g s", device.name, host, port,
+                        config.poll_period)
+        self._acquisition.start(jobs)
         # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
         threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
+
+    def _on_fatal(self, poller: Poller) -> None:
+        if poller.fatal is not None and self.fatal is None:
+            self.fatal = poller.fatal
+        if self.failed is not None:
+            self.failed.set()
 
     def _build_caches(self) -> None:
         # One child process parses the CSV files: the poll loop keeps the GIL
         # and this process's heap stays small.
-        built = self.store.history.build_caches(workers=1)
-        if built:
-            logger.info("built history caches for %d CSV files", built)
+        for device in list(self.devices.values()):
+            built = device.store.history.build_caches(workers=1)
+            if built:
+                logger.info("%s: built history caches for %d CSV files", device.name, built)
 
     async def stop(self) -> None:
-        """Stop polling, close the device connection and the simulator."""
-        await self.poller.stop()
-        self.store.close()
-        if self.simulation is not None:
-            await self.simulation.stop()
-
-
-def bridge_of(request: Request) -> Bridge:
-    """The :class:`Bridge` serving a request (a FastAPI dependency)."""
-    return request.app.state.bridge
+        """Stop polling, store what was polled, close the device connections,
+        the simulators and the data directory."""
+        await self._acquisition.stop()
+        for consumer in self._consumers:
+            await asyncio.to_thread(consumer.stop)
+        for device in self.devices.values():
+            device.store.close()
+            if device.simulation is not None:
+                await device.simulation.stop()
+        self._lock.release()

@@ -1,8 +1,11 @@
 """Fast CSV and JSON rendering of stored rows.
 
-Cells are written with ``repr`` round-trip precision like the CSV log;
-integral values (booleans among them) without a decimal point (``1``, not
-``1.0``); a missing value is an empty CSV cell or JSON ``null``.  Rows are
+Cells are the CSV log's (:func:`~..storage.csvformat.format_value`): ``repr``
+round-trip precision, integral values (booleans among them) without a decimal
+point (``1``, not ``1.0``: a JSON integer), a missing value an empty CSV cell
+or JSON ``null``.  Every row endpoint (``/series``, ``/data.csv``,
+``/save_once``) renders here, so the same cell has the same text and JSON
+type in each.  Rows are
 formatted with one ``%`` template per row instead of per-cell Python code,
 and recently formatted rows are reused: Grafana refreshes ask for mostly the
 same rows again.
@@ -15,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-_EXACT_INT = 2.0 ** 53
+from ..storage.csvformat import cell_objects, header_line, iso_times
 # Formatted rows kept for reuse (a row formatted as CSV and as JSON is two).
 # An entry of 26 columns takes about 1.7 kB, so this bounds the cache to about
 # 35 MB: an hour of raw rows in both formats plus a few downsampled panels.
@@ -23,21 +26,6 @@ CACHE_ROWS = 20_000
 # Rows formatted per step: a large answer (a day of raw rows) never holds more
 # than this many rows' worth of temporary Python objects.
 CHUNK_ROWS = 4096
-
-
-def iso_times(ts: np.ndarray) -> np.ndarray:
-    """Epoch ms to ISO-8601 UTC strings with milliseconds and ``Z``."""
-    return np.char.add(np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms"), "Z")
-
-
-def _cell_objects(values: np.ndarray, missing: str) -> np.ndarray:
-    """Python objects whose ``%s`` is the cell text: int, float or ``missing``."""
-    cells = values.astype(object)
-    finite = np.isfinite(values)
-    integral = finite & (np.trunc(values) == values) & (np.abs(values) < _EXACT_INT)
-    cells[integral] = values[integral].astype(np.int64).astype(object)
-    cells[~finite] = missing
-    return cells
 
 
 class _RowCache:
@@ -57,7 +45,7 @@ class _RowCache:
             found = [self._rows.get(k) for k in keys]
         todo = [i for i, text in enumerate(found) if text is None]
         if todo:
-            cells = _cell_objects(values[todo], missing).tolist()
+            cells = cell_objects(values[todo], missing).tolist()
             for i, row in zip(todo, cells):
                 found[i] = template % tuple(row)
         if not store:
@@ -101,7 +89,7 @@ def _store(n: int) -> bool:
 def to_csv(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
     """CSV text: header ``time,ts,<columns>``, one line per row, final newline."""
     template, sep, store = _csv_template(columns), "," if columns else "", _store(len(ts))
-    parts = [(",".join(["time", "ts", *columns]) + "\n").encode()]
+    parts = [header_line(columns)]
     for i in _chunks(len(ts)):
         chunk = ts[i:i + CHUNK_ROWS]
         body = _cache.format(template, values[i:i + CHUNK_ROWS], "", store)
@@ -110,15 +98,23 @@ def to_csv(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def to_json(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
-    """JSON list of row objects keyed ``time``, ``ts`` and the column names."""
+def _json_objects(ts: np.ndarray, columns: Sequence[str], values: np.ndarray):
+    """The rows as JSON object texts, chunk by chunk (lists of str)."""
     template, store = _json_template(columns), _store(len(ts))
-    parts = [b"["]
     for i in _chunks(len(ts)):
         chunk = ts[i:i + CHUNK_ROWS]
         body = _cache.format(template, values[i:i + CHUNK_ROWS], "null", store)
-        rows = map('{{"time":"{}","ts":{}{}}}'.format, iso_times(chunk).tolist(),
-                   chunk.tolist(), body)
-        parts.append(("," if i else "").encode() + ",".join(rows).encode())
-    parts.append(b"]")
-    return b"".join(parts)
+        yield list(map('{{"time":"{}","ts":{}{}}}'.format, iso_times(chunk).tolist(),
+                       chunk.tolist(), body))
+
+
+def to_json(ts: np.ndarray, columns: Sequence[str], values: np.ndarray) -> bytes:
+    """JSON list of row objects keyed ``time``, ``ts`` and the column names."""
+    return b"[" + b",".join(",".join(rows).encode()
+                             for rows in _json_objects(ts, columns, values)) + b"]"
+
+
+def row_json(ts: int, columns: Sequence[str], row: np.ndarray) -> bytes:
+    """One row as a JSON object, exactly as :func:`to_json` writes it."""
+    (rows,) = _json_objects(np.array([ts], dtype=np.int64), columns, row[np.newaxis])
+    return rows[0].encode()

@@ -1,4 +1,4 @@
-"""The bridge's data store: recent rows in memory, every row in the CSV log,
+"""A device's data store: recent rows in memory, every row in the CSV log,
 range queries over both."""
 
 import logging
@@ -8,11 +8,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .csvformat import iso_time
 from .csvlog import CsvLog
 from .downsample import Aggregates, bucket_width
 from .history import DiskHistory
 from .ringbuffer import RingBuffer
-from .schema import iso_time
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Store:
     @property
     def out_of_order(self) -> int:
         """Rows refused because their ts was not after the last row's."""
-        return self._refused + self._csv.out_of_order
+        return self._refused
 
     @property
     def rows_written(self) -> int:
@@ -86,8 +86,9 @@ class Store:
         """Store one row (``durable``: also fsync the CSV).
 
         A change of ``columns`` starts a new ring buffer and a new CSV file.
-        A row whose ts is not after the last row's is refused everywhere
-        (counted in ``out_of_order``).  Returns True when the row is in memory
+        A row whose ts is not after the last row's (in memory or in the CSV
+        log) is refused everywhere (counted in ``out_of_order``): this is the
+        one place that keeps the log in time order.  Returns True when the row is in memory
         and in the CSV, False when refused or when only the CSV write failed
         (counted in ``write_errors``; the row is still served from memory).
         """

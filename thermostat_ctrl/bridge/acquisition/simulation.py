@@ -1,37 +1,43 @@
-"""``--simulation``: the built-in simulator, configured so its plots move.
+"""``--simulation [N]``: built-in simulated devices, configured so their plots move.
 
-The simulator listens on a free loopback port.  Both channels get output
-limits, the upstream example PID gains and an engaged PID; a task then steps
-the targets between :data:`LOW_C` and :data:`HIGH_C` every
-:data:`STEP_S` simulated seconds (channel 1 in opposite phase).
+Each simulated device is a simulator of its own (own plant, own noise) on a
+free loopback port.  Both channels get output limits, the upstream example
+PID gains and an engaged PID; a task then steps the targets between
+:data:`LOW_C` and :data:`HIGH_C` (shifted by :data:`OFFSET_C` per device
+index, so a lab's devices are told apart) every :data:`STEP_S` simulated
+seconds, channel 1 in opposite phase.
 """
 
 import asyncio
 import logging
 from typing import Optional
 
-from ..driver import Thermostat
-from ..simulator import Simulator
+from ...driver import Thermostat
+from ...simulator import Simulator
 from .poller import cancel_task
 
 logger = logging.getLogger(__name__)
 
 LOW_C, HIGH_C = 24.0, 26.0
+OFFSET_C = 1.5
 STEP_S = 180.0
 LIMITS = {"max_i_pos": 1.5, "max_i_neg": 1.5, "max_v": 4.0}
 GAINS = {"kp": 0.45, "ki": 0.012, "kd": 4.3}
 
 
 class Simulation:
-    """The in-process simulated device of ``--simulation``.
+    """One in-process simulated device of ``--simulation``.
 
     :param speed: simulated seconds per wall-clock second.
     :param firmware: the simulated firmware dialect.
+    :param index: the device's position in the lab (shifts its targets and
+        seeds its noise).
     """
 
-    def __init__(self, speed: float = 1.0, firmware: str = "2025"):
+    def __init__(self, speed: float = 1.0, firmware: str = "2025", index: int = 0):
         self.speed = speed
-        self.sim = Simulator(firmware=firmware, speed=speed)
+        self.index = index
+        self.sim = Simulator(firmware=firmware, speed=speed, seed=index)
         self.port: Optional[int] = None
         self._driver: Optional[Thermostat] = None
         self._task: Optional[asyncio.Task] = None
@@ -53,10 +59,10 @@ class Simulation:
             await self._driver.close()
         await self.sim.stop()
 
-    @staticmethod
-    def targets(step: int) -> tuple:
+    def targets(self, step: int) -> tuple:
         """Targets (ch0, ch1) in °C after ``step`` steps."""
-        return (LOW_C, HIGH_C) if step % 2 == 0 else (HIGH_C, LOW_C)
+        low, high = LOW_C + OFFSET_C * self.index, HIGH_C + OFFSET_C * self.index
+        return (low, high) if step % 2 == 0 else (high, low)
 
     async def _configure(self) -> None:
         assert self._driver is not None

@@ -7,7 +7,6 @@ nulls and missing values NaN.
 """
 
 import math
-import time
 from collections import Counter
 from typing import Any, Iterable, Optional, Sequence
 
@@ -20,7 +19,6 @@ __all__ = [
     "columns_for",
     "check_fields",
     "row_values",
-    "iso_time",
 ]
 
 #: Number of channels of a Thermostat.
@@ -105,10 +103,3 @@ def row_values(
             if isinstance(value, (bool, int, float)):
                 out[j * CHANNELS + ch] = float(value)
     return out
-
-
-def iso_time(ts_ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds and ``Z``,
-    e.g. ``2026-11-28T06:05:40.123Z``."""
-    seconds, ms = divmod(int(ts_ms), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"

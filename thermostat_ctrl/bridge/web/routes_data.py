@@ -1,16 +1,20 @@
 """Data endpoints: the latest reading, stored rows as JSON or CSV, one-off polls."""
 
+import json
 import time
 from typing import Annotated, Any, Callable, Optional, Union
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from . import render, schema
-from .poller import PollError
-from .runtime import Bridge, bridge_of
+from ..acquisition import schema
+from ..acquisition.poller import PollError
+from ..acquisition.sample import Sample
+from ..runtime import Device
+from ..storage.csvformat import iso_time
+from . import render
+from .deps import device_of, invalid
 
 router = APIRouter(tags=["data"])
 
@@ -70,28 +74,22 @@ MaxPoints = Annotated[Optional[int], Query(
                 " and maximum. Default (and cap) {}.".format(MAX_POINTS_CAP))]
 
 
-def invalid(parameter: str, message: str, value: Any) -> RequestValidationError:
-    """A 422 error naming a query parameter, shaped like FastAPI's own."""
-    return RequestValidationError([{"type": "value_error", "loc": ("query", parameter),
-                                    "msg": message, "input": value}])
-
-
-def known_fields(bridge: Bridge) -> list:
+def known_fields(device: Device) -> list:
     """Fields with stored columns (current schema and history), in column order."""
-    fields = list(bridge.poller.fields or [])
-    for column in bridge.store.all_columns():
+    fields = list(device.poller.fields or [])
+    for column in device.store.all_columns():
         field = column.rpartition("_ch")[0]
         if field and field not in fields:
             fields.append(field)
     return fields
 
 
-def _columns(bridge: Bridge, fields: Optional[str]) -> Optional[list]:
+def _columns(device: Device, fields: Optional[str]) -> Optional[list]:
     if fields is None:
         return None
     names = [f.strip() for f in fields.split(",")]
     try:
-        schema.check_fields(names, known_fields(bridge))
+        schema.check_fields(names, known_fields(device))
     except ValueError as e:
         raise invalid("fields", str(e), fields) from None
     return schema.columns_for(names)
@@ -107,27 +105,32 @@ def _range(from_ms: Optional[int], to_ms: Optional[int], default_ms: int) -> tup
     return from_ms, to_ms
 
 
-async def _rendered(bridge: Bridge, render_table: Callable, from_ms: Optional[int],
+async def _rendered(device: Device, render_table: Callable, from_ms: Optional[int],
                     to_ms: Optional[int], fields: Optional[str], max_points: Optional[int],
                     default_ms: int) -> bytes:
     """Query the store and render the rows, in a worker thread (the store may
     read files; the event loop keeps serving meanwhile)."""
     start, end = _range(from_ms, to_ms, default_ms)
-    columns = _columns(bridge, fields)
+    columns = _columns(device, fields)
 
     def work() -> bytes:
-        table = bridge.store.query(start, end, columns, max_points or MAX_POINTS_CAP)
+        table = device.store.query(start, end, columns, max_points or MAX_POINTS_CAP)
         return render_table(table.ts, table.columns, table.values)
 
     return await run_in_threadpool(work)
 
 
+def _report_body(sample: Sample) -> bytes:
+    return json.dumps({"ts": sample.ts, "time": iso_time(sample.ts),
+                       "channels": sample.report}, separators=(",", ":")).encode()
+
+
 @router.get("/report", response_model=Report,
             responses={503: {"model": Problem, "description": "No reading, or it is stale"}})
-async def report(bridge: Bridge = Depends(bridge_of)) -> Report:
+async def report(request: Request, device: Device = Depends(device_of)) -> Response:
     """The latest reading; 503 before the first one or when it is older than
     three poll periods."""
-    poller = bridge.poller
+    poller = device.poller
     sample = poller.fresh()
     if sample is None:
         if poller.latest is None:
@@ -138,18 +141,24 @@ async def report(bridge: Bridge = Depends(bridge_of)) -> Report:
         if poller.last_error:
             reason += "; last error: " + poller.last_error
         raise HTTPException(503, reason)
-    return Report(ts=sample.ts, time=sample.time, channels=sample.report)
+    # Rendered once per sample, however many clients ask.
+    cache = request.app.state.report_bodies
+    cached = cache.get(device.name)
+    if cached is None or cached[0] is not sample:
+        cached = cache[device.name] = (sample, _report_body(sample))
+    return Response(cached[1], media_type="application/json")
 
 
 @router.get("/series", response_model=list[dict[str, Cell]],
             responses={200: {"content": {"application/json": {"example": [_EXAMPLE_ROW]}}}})
-async def series(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None, to: ToMs = None,
-                 fields: Fields = None, max_points: MaxPoints = None) -> Response:
+async def series(device: Device = Depends(device_of), from_ms: FromMs = None,
+                 to: ToMs = None, fields: Fields = None,
+                 max_points: MaxPoints = None) -> Response:
     """Stored rows between `from` and `to` (default: the memory window) as
     JSON objects keyed by the CSV column names; null for missing values.
     Older ranges are read from the CSV log."""
-    body = await _rendered(bridge, render.to_json, from_ms, to, fields, max_points,
-                           int(bridge.config.memory_s * 1000))
+    body = await _rendered(device, render.to_json, from_ms, to, fields, max_points,
+                           int(device.memory_s * 1000))
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -157,13 +166,13 @@ async def series(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None, to
             responses={200: {"content": {CSV_MEDIA_TYPE: {"example": (
                 "time,ts,temperature_ch0,temperature_ch1\n"
                 "2026-11-28T06:05:40.123Z,1795759540123,24.9987,\n")}}}})
-async def data_csv(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None,
+async def data_csv(device: Device = Depends(device_of), from_ms: FromMs = None,
                    to: ToMs = None, fields: Fields = None,
                    max_points: MaxPoints = None) -> Response:
     """Stored rows between `from` and `to` (default: the last 24 hours) as
     CSV: header `time,ts,<field>_ch0,...`, integer `ts`, an empty cell for a
     missing value.  Gzipped when the client accepts it."""
-    body = await _rendered(bridge, render.to_csv, from_ms, to, fields, max_points,
+    body = await _rendered(device, render.to_csv, from_ms, to, fields, max_points,
                            CSV_DEFAULT_MS)
     return Response(body, media_type=CSV_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
@@ -173,17 +182,18 @@ async def data_csv(bridge: Bridge = Depends(bridge_of), from_ms: FromMs = None,
                         503: {"model": Problem,
                               "description": "The device did not answer, or the row could"
                                              " not be written"}})
-async def save_once(bridge: Bridge = Depends(bridge_of)) -> dict:
+async def save_once(device: Device = Depends(device_of)) -> Response:
     """Poll the device now, store the reading in memory and (synced) in the
-    CSV log, and return the new row.  A 200 answer means the row is on disk:
-    when it could not be written (disk full, or the wall clock went back
-    behind the last row) the answer is 503."""
+    CSV log, and return the new row, exactly as `/series` gives it.  A 200
+    answer means the row is on disk: when it could not be written (disk
+    full, or the wall clock went back behind the last row) the answer is 503."""
     try:
-        sample = await bridge.poller.poll_once(durable=True)
+        sample, stored = await device.poller.poll_once(durable=True)
     except (PollError, ValueError) as e:
         raise HTTPException(503, "poll failed: {}".format(e)) from None
-    if not sample.stored:
+    if not stored:
         raise HTTPException(503, "the reading at {} was not written to the CSV log (see"
                                  " csv_write_errors and rows_refused in /health)".format(
-                                     sample.time))
-    return sample.row()
+                                     iso_time(sample.ts)))
+    return Response(render.row_json(sample.ts, sample.columns, sample.values),
+                    media_type="application/json")

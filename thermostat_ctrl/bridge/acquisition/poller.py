@@ -1,35 +1,31 @@
-"""The bridge's poll loop: one device connection, a drift-free schedule.
+"""One device's poll loop: its connection and its drift-free schedule.
 
 The n-th poll is due at ``start + n * period`` on the monotonic clock.  A poll
 that finishes late makes the loop skip the instants it missed (counted in
 :attr:`Poller.skipped`), so polls are never bunched.  Each successful poll is
-stamped with the wall-clock time of its request (integer epoch ms), appended to
-the :class:`~.store.Store` and kept as the latest reading; a failed poll
+stamped with the wall-clock time of its request (integer epoch ms), published
+on the :class:`~.bus.SampleBus` and kept as the latest reading; a failed poll
 records nothing (a gap) and is counted by reason.
 """
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import math
-import sys
-import threading
 import time
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
-
-from .. import protocol
-from ..driver import Thermostat
+from ... import protocol
+from ...driver import Thermostat
 from . import schema
-from .store import Store
+from .bus import SampleBus
+from .sample import Sample
 
 logger = logging.getLogger(__name__)
 
 # get_pid() (PID targets) is fetched on every n-th successful poll only.
 PID_EVERY = 10
-# Longest time the poll thread waits for the GIL while another thread runs.
-SWITCH_INTERVAL_S = 0.0005
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
 
@@ -41,27 +37,6 @@ async def cancel_task(task: asyncio.Task) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=0.1)
-
-
-class Sample(NamedTuple):
-    """One successful poll."""
-
-    ts: int                  #: epoch ms of the reply
-    monotonic: float         #: monotonic clock at the reply, for freshness
-    report: list             #: both channels' report objects as received
-    columns: tuple           #: the stored columns
-    values: np.ndarray       #: the stored row, float64 (NaN for null)
-    stored: bool = True      #: False when the store refused the row or the CSV write failed
-
-    @property
-    def time(self) -> str:
-        """``ts`` as ISO-8601 UTC with milliseconds."""
-        return schema.iso_time(self.ts)
-
-    def row(self) -> dict:
-        """The stored row keyed by CSV column names, None for missing values."""
-        values = [None if math.isnan(v) else v for v in self.values.tolist()]
-        return {"time": self.time, "ts": self.ts, **dict(zip(self.columns, values))}
 
 
 class PollError(Exception):
@@ -86,23 +61,24 @@ def failure_reason(e: BaseException) -> str:
 
 
 class Poller:
-    """Polls one Thermostat and records the samples in a store.
+    """Polls one Thermostat and publishes its samples.
 
-    :param store: where samples go (memory ring and CSV log).
+    :param name: the device's name, carried by every sample.
+    :param bus: where samples go.
     :param period: seconds between polls.
     :param fields: report fields to record, or None for every numeric or
         boolean field of the first report.  Checked against the first
         report: an unknown name makes the poller stop with :attr:`fatal` set.
-    :param on_sample: called with each new :class:`Sample`.
     :param clock: monotonic clock (seconds), for the schedule and freshness.
     :param wall_clock: wall clock (epoch seconds), for the samples' ``ts``.
     """
 
-    def __init__(self, store: Store, period: float, fields: Optional[Sequence[str]] = None,
-                 on_sample: Optional[Callable[["Sample"], None]] = None,
+    def __init__(self, name: str, bus: SampleBus, period: float,
+                 fields: Optional[Sequence[str]] = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time):
-        self.store = store
+        self.name = name
+        self.bus = bus
         self.period = period
         self.requested_fields = None if fields is None else list(fields)
         self.fields: Optional[list] = None
@@ -117,16 +93,11 @@ class Poller:
         self.last_duration: Optional[float] = None
         self.last_error: Optional[str] = None
         self.fatal: Optional[str] = None
-        self.stopped = asyncio.Event()
         self._available: Optional[list] = None
-        self._on_sample = on_sample
         self._clock = clock
         self.wall_clock = wall_clock
-        self._lock = asyncio.Lock()
-        self._task: Optional[asyncio.Task] = None
-        self._owner: Optional[asyncio.AbstractEventLoop] = None
+        self._lock: Optional[asyncio.Lock] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
 
     # ----------------------------------------------------------------- state
 
@@ -161,50 +132,27 @@ class Poller:
         """The device's firmware dialect, None before it is known."""
         return None if self.driver is None else self.driver.firmware
 
-    # ------------------------------------------------------------- lifecycle
+    def available_fields(self) -> Optional[list]:
+        """Every recordable field of the latest report, None before the first."""
+        return None if self._available is None else list(self._available)
 
-    def start(self, driver: Thermostat) -> None:
-        """Start polling ``driver`` on the schedule.
+    # -------------------------------------------------------------- schedule
 
-        The poll loop runs on a thread and event loop of its own, so that a
-        busy HTTP server never delays a poll; the driver is used only there.
+    async def run(self, driver: Thermostat) -> None:
+        """Poll ``driver`` on the schedule until cancelled (then close it) or
+        until the configured fields turn out not to exist (:attr:`fatal`).
+
+        Every exchange with the device happens in the event loop running this.
         """
         self.driver = driver
-        # A poll takes the GIL several times (wake-up, send, reply, store); at
-        # the default 5 ms switch interval a busy HTTP thread delays each step.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-        self._owner = asyncio.get_running_loop()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="thermostat-poller",
-                                        daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+        try:
+            await self._schedule()
+        finally:
+            await driver.close()
 
-    async def stop(self) -> None:
-        """Stop polling and close the device connection."""
-        if self._loop is not None:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(),
-                                                                       self._loop))
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            await asyncio.to_thread(self._thread.join)
-            self._loop.close()
-            self._loop = None
-        self.stopped.set()
-
-    async def _shutdown(self) -> None:
-        """In the poll loop: end the schedule and close the connection."""
-        if self._task is not None:
-            await cancel_task(self._task)
-        if self.driver is not None:
-            await self.driver.close()
-
-    def _set_stopped(self) -> None:
-        """Set :attr:`stopped` from the poll thread."""
-        if self._owner is not None and not self._owner.is_closed():
-            self._owner.call_soon_threadsafe(self.stopped.set)
-
-    async def _run(self) -> None:
-        self._task = asyncio.current_task()
+    async def _schedule(self) -> None:
         start = self._clock()
         n = 0
         while True:
@@ -212,12 +160,11 @@ class Poller:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                await self._poll(durable=False)
+                await self._poll(None)
             except PollError:
                 pass  # counted and logged by _poll
             except ValueError as e:
                 logger.error("%s", e)
-                self._set_stopped()
                 return
             # The next poll is the first instant not yet passed; those missed are skipped.
             elapsed = (self._clock() - start) / self.period
@@ -227,27 +174,33 @@ class Poller:
 
     # ------------------------------------------------------------------ poll
 
-    async def poll_once(self, durable: bool = False) -> Sample:
-        """Poll the device now and record the sample; one exchange at a time.
+    async def poll_once(self, durable: bool = False) -> tuple[Sample, bool]:
+        """Poll the device now and publish the sample, in turn with the
+        scheduled polls; may be awaited from any event loop.
 
-        May be awaited from any event loop: the poll itself runs in the poll
-        loop, in turn with the scheduled polls.
-
-        ``durable`` asks the store to sync the CSV row to disk; the sample's
-        ``stored`` says whether the row reached the CSV log.  Raises
-        :class:`PollError` (after counting it) when the device does not answer
-        properly, ValueError when the requested fields are not in the report.
+        With ``durable`` the answer waits until the store has synced the row
+        to the CSV log.  Returns ``(sample, stored)``: ``stored`` is False when
+        the row did not reach the log (always True without ``durable``).
+        Raises :class:`PollError` (after counting it) when the device does
+        not answer properly, ValueError when the requested fields are not in
+        the report.
         """
-        if self._loop is None or asyncio.get_running_loop() is self._loop:
-            return await self._poll(durable)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._poll(durable),
-                                                                          self._loop))
-
-    async def _poll(self, durable: bool) -> Sample:
-        if self.driver is None:
+        if self._loop is None:
             raise PollError("not_started", "the poller has not been started")
+        ack: Optional[concurrent.futures.Future] = (
+            concurrent.futures.Future() if durable else None)
+        if asyncio.get_running_loop() is self._loop:
+            sample = await self._poll(ack)
+        else:
+            sample = await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._poll(ack), self._loop))
+        stored = True if ack is None else await asyncio.wrap_future(ack)
+        return sample, stored
+
+    async def _poll(self, ack: Optional[concurrent.futures.Future]) -> Sample:
         if self.fatal is not None:
             raise ValueError(self.fatal)
+        assert self.driver is not None and self._lock is not None
         async with self._lock:
             began = self._clock()
             requested = self.wall_clock()
@@ -260,26 +213,22 @@ class Poller:
                 # Only the first failure of a streak is a warning: no log flood
                 # while the device is away.
                 logger.log(logging.DEBUG if self.last_error else logging.WARNING,
-                           "poll failed (%s): %s", reason, e)
+                           "%s: poll failed (%s): %s", self.name, reason, e)
                 self.last_error = str(e)
                 raise PollError(reason, str(e)) from e
             if self.last_error:
-                logger.info("polling again after %s", self.last_error)
+                logger.info("%s: polling again after %s", self.name, self.last_error)
                 self.last_error = None
             ts = self._stamp(requested)
             self.last_duration = self._clock() - began
             try:
                 self._resolve_fields(report)
             except ValueError as e:
-                self.fatal = str(e)
-                raise
+                self.fatal = "{}: {}".format(self.name, e)
+                raise ValueError(self.fatal) from None
             values = schema.row_values(report, self.fields)
-            stored = self.store.append(ts, list(self.columns), values, durable=durable)
-            if not stored:
-                logger.debug("the row at ts %d is not in the CSV log", ts)
-            self.latest = Sample(ts, self._clock(), report, self.columns, values, stored)
-            if self._on_sample is not None:
-                self._on_sample(self.latest)
+            self.latest = Sample(self.name, ts, self._clock(), report, self.columns, values, ack)
+            self.bus.publish(self.latest)
             # Counted before the details are fetched, so that rows written and
             # polls_ok never disagree while the poll is still busy.
             self.polls_ok += 1
@@ -305,7 +254,8 @@ class Poller:
                 rev = (await self.driver.get_hwrev()).get("rev", {})
                 self.hwrev = "v{}.{}".format(rev.get("major", "?"), rev.get("minor", "?"))
         except (ConnectionError, TimeoutError, protocol.DeviceError) as e:
-            logger.debug("could not fetch PID targets or hardware revision: %s", e)
+            logger.debug("%s: could not fetch PID targets or hardware revision: %s",
+                         self.name, e)
 
     def _resolve_fields(self, report: list) -> None:
         available = schema.report_fields(report)
@@ -320,12 +270,7 @@ class Poller:
         else:
             fields = available
         if self._available is not None and fields != self.fields:
-            logger.info("report fields changed; recording %s", ", ".join(fields))
+            logger.info("%s: report fields changed; recording %s", self.name, ", ".join(fields))
         self._available = available
         self.fields = fields
         self.columns = tuple(schema.columns_for(fields))
-
-    def available_fields(self) -> Optional[list]:
-        """Every recordable field of the latest report, None before the first."""
-        return None if self._available is None else list(self._available)
-

@@ -1,0 +1,146 @@
+"""Prometheus exposition of the bridge: a custom collector over its devices.
+
+Metric families are built afresh on every scrape from each poller's cached
+latest reading (the bridge polls on its own schedule; scrapes never touch a
+device).  Every per-device series carries ``device="NAME"`` (and ``channel``
+where it has one); the bridge's own series (the sample bus) do not.  When a
+device's reading is stale (older than 3 poll periods) its value series are
+left out, so Prometheus marks them stale and Grafana shows a gap.
+"""
+
+from typing import Iterator, Optional
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
+                                            InfoMetricFamily, Metric)
+from prometheus_client.registry import Collector
+
+from ..runtime import Bridge
+
+CACHED = " (latest cached poll of the bridge)"
+
+#: Report field -> (metric name, help text).  Names carry base units.
+CHANNEL_METRICS = {
+    "temperature": ("thermostat_temperature_celsius", "Thermistor temperature"),
+    "sens": ("thermostat_thermistor_resistance_ohms", "Thermistor resistance"),
+    "adc": ("thermostat_adc_input_volts", "AD7172 input voltage"),
+    "tec_i": ("thermostat_tec_current_amperes", "Measured TEC current; positive cools"),
+    "tec_u_meas": ("thermostat_tec_voltage_volts", "Measured TEC voltage"),
+    "i_set": ("thermostat_current_setpoint_amperes", "TEC current setpoint"),
+    "pid_output": ("thermostat_pid_output_amperes", "Last PID output"),
+    "pid_engaged": ("thermostat_pid_engaged", "1 while the PID drives the output"),
+    "dac_value": ("thermostat_dac_output_volts", "DAC output voltage"),
+    "dac_feedback": ("thermostat_dac_feedback_volts", "DAC output read back"),
+    "i_tec": ("thermostat_tec_current_monitor_volts", "MAX1968 current-monitor voltage"),
+    "interval": ("thermostat_sample_interval_seconds", "Time between the last two ADC samples"),
+}
+
+
+def _number(value) -> Optional[float]:
+    """A report value as float (bool as 0/1); None for null and non-numbers."""
+    return float(value) if isinstance(value, (bool, int, float)) else None
+
+
+class BridgeCollector(Collector):
+    """Collects every device's state and latest reading, and the bus counters."""
+
+    def __init__(self, bridge: Bridge):
+        self.bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metric families of one scrape."""
+        devices = list(self.bridge.devices.values())
+        fresh = {d.name: d.poller.fresh() for d in devices}
+        for field, (name, documentation) in CHANNEL_METRICS.items():
+            family = GaugeMetricFamily(name, documentation + CACHED, labels=["device", "channel"])
+            for device in devices:
+                sample = fresh[device.name]
+                if sample is None:
+                    continue
+                for ch, channel in enumerate(sample.report):
+                    value = _number(channel.get(field))
+                    if value is not None:
+                        family.add_metric([device.name, str(channel.get("channel", ch))], value)
+            if family.samples:
+                yield family
+        targets = GaugeMetricFamily("thermostat_target_temperature_celsius",
+                                    "PID target temperature (refreshed every few polls)",
+                                    labels=["device", "channel"])
+        for device in devices:
+            if fresh[device.name] is not None and device.poller.targets is not None:
+                for ch, target in enumerate(device.poller.targets):
+                    if _number(target) is not None:
+                        targets.add_metric([device.name, str(ch)], float(target))
+        if targets.samples:
+            yield targets
+        yield from self._device_state(devices, fresh)
+        yield from self._bus()
+
+    def _device_state(self, devices: list, fresh: dict) -> Iterator[Metric]:
+        def gauge(name: str, documentation: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, documentation, labels=["device"])
+
+        def counter(name: str, documentation: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, documentation, labels=["device"])
+
+        up = gauge("thermostat_up", "1 if the latest poll is fresh" + CACHED)
+        last = gauge("thermostat_last_poll_timestamp_seconds",
+                     "Wall-clock time of the latest successful poll")
+        age = gauge("thermostat_sample_age_seconds", "Age of the latest successful poll")
+        duration = gauge("thermostat_poll_duration_seconds",
+                         "Duration of the latest poll's device exchange")
+        polls = counter("thermostat_polls", "Successful polls")
+        errors = CounterMetricFamily("thermostat_poll_errors", "Failed polls by reason",
+                                     labels=["device", "reason"])
+        skipped = counter("thermostat_polls_skipped",
+                          "Scheduled polls skipped because an earlier one ran late")
+        written = counter("thermostat_csv_rows_written", "Rows written to the CSV log")
+        write_errors = counter("thermostat_csv_write_errors", "Failed writes to the CSV log")
+        refused = counter("thermostat_rows_refused", "Rows not stored: timestamp not after the"
+                                                     " previous row's (wall clock went back)")
+        info = InfoMetricFamily("thermostat", "Device firmware dialect and hardware revision",
+                                labels=["device"])
+        for device in devices:
+            poller, store, name = device.poller, device.store, device.name
+            up.add_metric([name], 1.0 if fresh[name] is not None else 0.0)
+            if poller.latest is not None:
+                last.add_metric([name], poller.latest.ts / 1000)
+                age.add_metric([name], poller.sample_age())
+            if poller.last_duration is not None:
+                duration.add_metric([name], poller.last_duration)
+            polls.add_metric([name], poller.polls_ok)
+            for reason, count in sorted(poller.failures.items()):
+                errors.add_metric([name, reason], count)
+            skipped.add_metric([name], poller.skipped)
+            written.add_metric([name], store.rows_written)
+            write_errors.add_metric([name], store.write_errors)
+            refused.add_metric([name], store.out_of_order)
+            if poller.firmware is not None:
+                info.add_metric([name], {"firmware": poller.firmware,
+                                         "hwrev": poller.hwrev or "unknown"})
+        yield from (up, last, age, duration, polls, errors, skipped, written, write_errors,
+                    refused, info)
+
+    def _bus(self) -> Iterator[Metric]:
+        stats = self.bridge.bus.stats()
+        families = {
+            "delivered": CounterMetricFamily("thermostat_bus_delivered",
+                                             "Samples the bus handed to a consumer",
+                                             labels=["consumer"]),
+            "dropped": CounterMetricFamily("thermostat_bus_dropped",
+                                           "Samples a consumer lost by falling behind",
+                                           labels=["consumer"]),
+            "queued": GaugeMetricFamily("thermostat_bus_queued",
+                                        "Samples waiting for a consumer", labels=["consumer"]),
+        }
+        for consumer, counters in stats.items():
+            for key, family in families.items():
+                family.add_metric([consumer], getattr(counters, key))
+        yield from families.values()
+
+
+def registry_for(bridge: Bridge) -> CollectorRegistry:
+    """A registry holding only the bridge's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BridgeCollector(bridge))
+    return registry
