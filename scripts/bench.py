@@ -63,10 +63,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 from gen_history import write_day  # noqa: E402
 from thermostat_ctrl import protocol  # noqa: E402
-from thermostat_ctrl.bridge import render, schema  # noqa: E402
-from thermostat_ctrl.bridge.csvlog import DAY_MS, parse_file_name  # noqa: E402
-from thermostat_ctrl.bridge.history import CACHE_DIR  # noqa: E402
-from thermostat_ctrl.bridge.store import Store  # noqa: E402
+from thermostat_ctrl.bridge.acquisition import schema  # noqa: E402
+from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR  # noqa: E402
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name  # noqa: E402
+from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402
+from thermostat_ctrl.bridge.web import render  # noqa: E402
 
 HOUR_MS = 3_600_000
 PERIOD_S = 1.0

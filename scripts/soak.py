@@ -35,7 +35,7 @@ from typing import Optional
 
 import httpx
 
-from thermostat_ctrl.bridge.simulation import Simulation
+from thermostat_ctrl.bridge.acquisition.simulation import Simulation
 from thermostat_ctrl.simulator import Simulator
 
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import free_port, wait_until
+from harness import free_port, wait_until
 from thermostat_ctrl.rpc import ThermostatRPC
 
 ROOT = Path(__file__).resolve().parent.parent

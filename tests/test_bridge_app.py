@@ -1,67 +1,24 @@
 """The bridge's HTTP API against the in-process simulator (fast simulated time)."""
 
 import asyncio
-import contextlib
-import csv
-import io
 import json
 import math
 import time
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from thermostat_ctrl.bridge import render, schema
-from thermostat_ctrl.bridge.app import create_app
-from thermostat_ctrl.bridge.config import BridgeConfig
-from thermostat_ctrl.bridge.poller import Poller
+from thermostat_ctrl.bridge.acquisition import schema
+from thermostat_ctrl.bridge.acquisition.bus import SampleBus
+from thermostat_ctrl.bridge.acquisition.poller import Poller
+from thermostat_ctrl.bridge.storage.csvformat import iso_time
+from thermostat_ctrl.bridge.web import render
+from thermostat_ctrl.bridge.web.app import create_app
 
-from faultkit import wait_for, wait_until
-
-PERIOD = 0.05
-
-
-def bridge_config(data_dir, **kwargs) -> BridgeConfig:
-    """A simulation config with fast polls and fast simulated time."""
-    options = dict(simulation=True, speed=20.0, data_dir=str(data_dir), poll_period=PERIOD,
-                   memory_s=60.0)
-    options.update(kwargs)
-    return BridgeConfig(**options)
-
-
-@contextlib.asynccontextmanager
-async def running_bridge(data_dir, **kwargs):
-    """Yield (bridge, client) for an app on the simulator, lifespan running."""
-    app = create_app(bridge_config(data_dir, **kwargs))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
-            yield app.state.bridge, client
-
-
-async def polled(bridge, n: int) -> None:
-    """Wait until the bridge has made at least ``n`` successful polls."""
-    await wait_for(lambda: bridge.poller.polls_ok >= n, what="{} polls".format(n))
-
-
-@pytest.fixture
-async def bridge_client(tmp_path):
-    async with running_bridge(tmp_path) as (bridge, client):
-        await polled(bridge, 5)
-        yield bridge, client
-
-
-def parse_csv(text: str) -> list:
-    """Rows of a CSV body after checking the format rules (Go encoding/csv-like)."""
-    assert text.endswith("\n") and not text.endswith("\n\n")
-    assert "\n\n" not in text and "\r" not in text
-    rows = list(csv.reader(io.StringIO(text)))
-    assert all(len(r) == len(rows[0]) for r in rows)
-    return rows
+from harness import FIRST, bridge_config, only, parse_csv, polled, running_bridge, wait_for, wait_until
 
 
 # ---------------------------------------------------------------- endpoints
@@ -71,13 +28,18 @@ async def test_report_and_health(bridge_client):
     r = await client.get("/report")
     assert r.status_code == 200
     body = r.json()
-    assert body["time"] == schema.iso_time(body["ts"])
+    assert body["time"] == iso_time(body["ts"])
     assert [c["channel"] for c in body["channels"]] == [0, 1]
     assert isinstance(body["channels"][0]["temperature"], float)
     assert body["channels"][0]["pid_engaged"] is True
     r = await client.get("/health")
     assert r.status_code == 200
-    health = r.json()
+    whole = r.json()
+    assert whole["status"] == "ok" and [d["name"] for d in whole["devices"]] == ["thermostat0"]
+    assert whole["consumers"]["store"]["dropped"] == 0
+    health = whole["devices"][0]
+    assert (await client.get("/health", params={"device": "thermostat0"})).json()["name"] \
+        == "thermostat0"
     assert health["status"] == "ok" and health["connected"] and health["simulation"]
     assert health["firmware"] == "2025"
     assert health["polls_ok"] >= 5 and health["csv_write_errors"] == 0
@@ -90,12 +52,12 @@ async def test_series_rows(bridge_client):
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     rows = r.json()
     assert len(rows) >= 5
-    columns = schema.columns_for(bridge.poller.fields)
+    columns = schema.columns_for(only(bridge).poller.fields)
     assert list(rows[0]) == ["time", "ts", *columns]
     ts = [row["ts"] for row in rows]
     assert ts == sorted(set(ts))
     for row in rows:
-        assert row["time"] == schema.iso_time(row["ts"])
+        assert row["time"] == iso_time(row["ts"])
         assert row["pid_engaged_ch0"] == 1 and row["pid_engaged_ch1"] == 1
         assert 10 < row["temperature_ch0"] < 40
         assert row["device_time_ch0"] > 0
@@ -107,13 +69,13 @@ async def test_data_csv_matches_log_format(bridge_client, tmp_path):
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
     rows = parse_csv(r.text)
-    assert rows[0] == ["time", "ts", *schema.columns_for(bridge.poller.fields)]
+    assert rows[0] == ["time", "ts", *schema.columns_for(only(bridge).poller.fields)]
     assert len(rows) >= 6
     for row in rows[1:]:
-        assert row[0] == schema.iso_time(int(row[1]))
+        assert row[0] == iso_time(int(row[1]))
         assert row[1].isdigit()
     # The served rows are byte-identical to the CSV log's rows.
-    logged = (tmp_path / "thermostat-{}.csv".format(rows[1][0][:10])).read_text()
+    logged = (tmp_path / FIRST / "thermostat-{}.csv".format(rows[1][0][:10])).read_text()
     assert logged.splitlines()[0] == ",".join(rows[0])
     log_lines = set(logged.splitlines()[1:])
     assert all(",".join(row) in log_lines for row in rows[1:] if row[0][:10] == rows[1][0][:10])
@@ -166,14 +128,14 @@ async def test_save_once(bridge_client):
     r = await client.post("/save_once")
     assert r.status_code == 200
     row = r.json()
-    assert list(row)[:2] == ["time", "ts"] and row["time"] == schema.iso_time(row["ts"])
+    assert list(row)[:2] == ["time", "ts"] and row["time"] == iso_time(row["ts"])
     series = (await client.get("/series", params={"from": row["ts"], "to": row["ts"]})).json()
     assert series == [row]
 
 
 async def test_concurrent_save_once_never_overlaps(bridge_client):
     bridge, client = bridge_client
-    driver = bridge.poller.driver
+    driver = only(bridge).poller.driver
     report = driver.report
     active = []
     most = 0
@@ -208,18 +170,18 @@ async def test_landing_docs_and_openapi(bridge_client):
 async def test_hang_makes_report_stale_and_leaves_a_gap(tmp_path):
     async with running_bridge(tmp_path) as (bridge, client):
         await polled(bridge, 5)
-        sim = bridge.simulation.sim
+        sim = only(bridge).simulation.sim
         sim.faults.hang = True
         hung_at = time.time() * 1000
         r = await wait_for(lambda: _status(client.get("/report"), 503), what="stale /report")
         assert "stale" in r.json()["detail"]
         assert (await client.get("/health")).status_code == 503
-        await wait_for(lambda: bridge.poller.failures["timeout"] >= 1, what="a timeout")
-        assert (await client.get("/health")).json()["poll_errors"]["timeout"] >= 1
+        await wait_for(lambda: only(bridge).poller.failures["timeout"] >= 1, what="a timeout")
+        assert (await client.get("/health")).json()["devices"][0]["poll_errors"]["timeout"] >= 1
         sim.faults.hang = False
         resumed_at = time.time() * 1000
         await wait_for(lambda: _status(client.get("/report"), 200), what="fresh /report")
-        await polled(bridge, bridge.poller.polls_ok + 3)
+        await polled(bridge, only(bridge).poller.polls_ok + 3)
         ts = np.array([row["ts"] for row in (await client.get("/series")).json()])
         # Nothing was recorded while the device hung: a gap, no repeated rows.
         assert not np.any((ts > hung_at + 100) & (ts < resumed_at - 100))
@@ -233,21 +195,21 @@ async def _status(request, status: int):
 
 async def test_report_before_any_reading(tmp_path):
     async with running_bridge(tmp_path) as (bridge, client):
-        bridge.simulation.sim.faults.hang = True
-        await wait_for(lambda: bridge.poller.failures["timeout"] >= 1, what="a timeout")
-        bridge.poller.latest = None  # as before the first poll
+        only(bridge).simulation.sim.faults.hang = True
+        await wait_for(lambda: only(bridge).poller.failures["timeout"] >= 1, what="a timeout")
+        only(bridge).poller.latest = None  # as before the first poll
         r = await client.get("/report")
         assert r.status_code == 503 and "no reading yet" in r.json()["detail"]
         health = await client.get("/health")
-        assert health.status_code == 503 and health.json()["status"] == "no data"
+        assert health.status_code == 503 and health.json()["devices"][0]["status"] == "no data"
 
 
 async def test_unknown_configured_field_stops_polling(tmp_path):
     async with running_bridge(tmp_path, fields=("temperature", "nosuch")) as (bridge, client):
-        await wait_for(lambda: bridge.poller.stopped.is_set(), what="poller stop")
-        health = (await client.get("/health")).json()
+        await wait_for(lambda: bridge.failed.is_set(), what="polling to stop")
+        health = (await client.get("/health")).json()["devices"][0]
         assert health["status"] == "failed" and "nosuch" in health["error"]
-        assert bridge.store.rows_written == 0
+        assert only(bridge).store.rows_written == 0
 
 
 async def test_field_subset_and_schema_change_across_restarts(tmp_path):
@@ -291,7 +253,7 @@ def sync_client(tmp_path_factory):
     app = create_app(bridge_config(tmp_path_factory.mktemp("fuzz")))
     with TestClient(app) as client:
         # The app runs in TestClient's thread.
-        wait_until(lambda: app.state.bridge.poller.polls_ok >= 3, 10, "3 polls")
+        wait_until(lambda: only(app.state.bridge).poller.polls_ok >= 3, 10, "3 polls")
         yield client
 
 
@@ -311,16 +273,6 @@ def test_fuzzed_queries_never_fail_the_server(sync_client, path, start, end, fie
 
 
 # ------------------------------------------------------------------ schedule
-
-class _FakeStore:
-    def __init__(self):
-        self.rows = []
-        self.rows_written = self.write_errors = 0
-
-    def append(self, ts_ms, columns, values, durable=False):
-        self.rows.append(ts_ms)
-        return True
-
 
 class _FakeDriver:
     """Answers report() after a delay chosen per call; records call times."""
@@ -349,12 +301,19 @@ class _FakeDriver:
 async def test_schedule_is_drift_free_and_skips_late_polls():
     period = 0.05
     driver = _FakeDriver({4: 2.3 * period})  # the 4th poll overruns two instants
-    poller = Poller(_FakeStore(), period)
-    poller.start(driver)
+    bus = SampleBus()
+    published = bus.subscribe("test")
+    poller = Poller("dev", bus, period)
+    task = asyncio.ensure_future(poller.run(driver))
     try:
         await wait_for(lambda: len(driver.calls) >= 12, what="12 polls")
     finally:
-        await poller.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    samples = published.get(0)
+    # Every successful poll was published once, in order, with the device's name.
+    assert len(samples) == poller.polls_ok and {s.device for s in samples} == {"dev"}
+    assert [s.ts for s in samples] == sorted({s.ts for s in samples})
     start = driver.calls[0]
     slots = [(t - start) / period for t in driver.calls]
     # Every poll starts on the grid start + n * period (no drift) ...
@@ -374,7 +333,7 @@ def test_render_of_warmed_and_new_rows():
     ts = 1_795_759_540_000 + 1000 * np.arange(3600, dtype=np.int64)
     columns = ["f{}_ch{}".format(i // 2, i % 2) for i in range(26)]
     for row in values:
-        render.warm(columns, row)  # as the poller does for each sample
+        render.warm(columns, row)  # as the render consumer does for each sample
     body = render.to_csv(ts, columns, values)
     text = render.to_json(ts, columns, values)
     rows = parse_csv(body.decode())

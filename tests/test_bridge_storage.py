@@ -8,13 +8,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from thermostat_ctrl.bridge import csvlog
-from thermostat_ctrl.bridge.csvlog import DAY_MS, CsvLog, DataDirError, file_name
-from thermostat_ctrl.bridge.ringbuffer import RingBuffer
-from thermostat_ctrl.bridge.schema import (
-    DEVICE_TIME, check_fields, columns_for, iso_time, report_fields, row_values,
+from thermostat_ctrl.bridge.acquisition.schema import (
+    DEVICE_TIME, check_fields, columns_for, report_fields, row_values,
 )
-from thermostat_ctrl.bridge.store import Store
+from thermostat_ctrl.bridge.storage import csvlog
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, iso_time, log_files
+from thermostat_ctrl.bridge.storage.csvlog import CsvLog, DataDirError
+from thermostat_ctrl.bridge.storage.ringbuffer import RingBuffer
+from thermostat_ctrl.bridge.storage.store import Store
 
 REPORT = [
     {"channel": 0, "time": 3523.442, "interval": 0.12, "adc": 0.8168, "sens": 10000.5,
@@ -160,7 +161,7 @@ def test_schema_change_starts_a_new_file(tmp_path):
     # sequence, never appends to an older file with a different header
     log = CsvLog(str(tmp_path), other)
     assert log.append(T0 + 3000, np.array([3.0, 4.0]))
-    names = sorted(os.listdir(tmp_path), key=csvlog.parse_file_name)
+    names = log_files(os.listdir(tmp_path))
     day = T0 // DAY_MS
     assert names == [file_name(day), file_name(day, 2), file_name(day, 3), file_name(day, 4)]
     assert names[1] == "thermostat-2026-11-24.2.csv"
@@ -176,9 +177,10 @@ def test_existing_file_with_same_header_is_continued(tmp_path):
     CsvLog(str(tmp_path), COLUMNS).append(T0, row())
     log = CsvLog(str(tmp_path), COLUMNS)
     assert log.last_ts == T0
-    assert not log.append(T0, row())  # not after the row already on disk
     assert log.append(T0 + 1, row())
     assert os.listdir(tmp_path) == [file_name(T0 // DAY_MS)]
+    assert [line.split(",")[1] for line in read_lines(tmp_path / file_name(T0 // DAY_MS))[1:-1]] \
+        == [str(T0), str(T0 + 1)]
 
 
 def test_unwritable_data_dir_raises_one_line(tmp_path):
@@ -237,11 +239,16 @@ def test_file_replaced_by_directory_then_restored(tmp_path):
 
 
 def test_clock_going_backwards_is_refused(tmp_path):
-    log = CsvLog(str(tmp_path), COLUMNS)
-    assert log.append(T0 + 5000, row())
-    assert not log.append(T0 + 5000, row())
-    assert not log.append(T0 - DAY_MS, row())  # would even land in yesterday's file
-    assert log.out_of_order == 2 and log.rows_written == 1
+    store = Store(str(tmp_path), COLUMNS, 10)
+    assert store.append(T0 + 5000, COLUMNS, row())
+    assert not store.append(T0 + 5000, COLUMNS, row())
+    assert not store.append(T0 - DAY_MS, COLUMNS, row())  # would even land in yesterday's file
+    assert store.out_of_order == 2 and store.rows_written == 1
+    store.close()
+    # After a restart the log's last row still bounds what is accepted.
+    store = Store(str(tmp_path), COLUMNS, 10)
+    assert not store.append(T0 + 4000, COLUMNS, row())
+    assert store.append(T0 + 6000, COLUMNS, row())
     assert os.listdir(tmp_path) == [file_name(T0 // DAY_MS)]
 
 

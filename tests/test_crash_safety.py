@@ -21,10 +21,10 @@ import time
 import httpx
 import pytest
 
-from faultkit import csv_files, read_log, wait_for, wait_until
-from thermostat_ctrl.bridge import csvlog
-from thermostat_ctrl.bridge.app import create_app
-from thermostat_ctrl.bridge.config import BridgeConfig
+from harness import (BRIDGE, FIRST, SERVING, Process, bridge_config, csv_files, only, read_log,
+                     wait_for, wait_until)
+from thermostat_ctrl.bridge.storage.csvformat import day_of
+from thermostat_ctrl.bridge.web.app import create_app
 
 ITERATIONS = 24
 SAVERS = 3
@@ -66,12 +66,11 @@ def _check_acknowledged(acked: list, logged: dict) -> None:
 
 
 def test_sigkill_while_writing_loses_nothing_acknowledged(tmp_path):
-    from test_bridge_cli import CLI, SERVING, Process
     rng = random.Random(6)
     acked: list = []
     began = time.monotonic()
     for iteration in range(ITERATIONS):
-        process = Process(CLI + ["--simulation", "--speed", "20", "--port", "0",
+        process = Process(BRIDGE + ["--simulation", "--speed", "20", "--port", "0",
                                  "--data-dir", str(tmp_path), "--poll-period", "0.02"])
         savers = []
         try:
@@ -90,7 +89,7 @@ def test_sigkill_while_writing_loses_nothing_acknowledged(tmp_path):
             for saver in savers:
                 saver.join(10)
             process.stop()
-        rows = read_log(tmp_path)  # parses; no torn line; ts increasing per file
+        rows = read_log(tmp_path / FIRST)  # parses; no torn line; ts increasing per file
         ts = [int(row[1]) for _, _, row in rows]
         assert ts == sorted(set(ts)), "duplicated or unordered rows after kill {}".format(
             iteration)
@@ -115,10 +114,8 @@ class SteppedClock:
 @contextlib.asynccontextmanager
 async def clocked_bridge(tmp_path, clock: SteppedClock):
     """(bridge, client): an in-process simulation bridge stamping rows with ``clock``."""
-    config = BridgeConfig(simulation=True, speed=20.0, data_dir=str(tmp_path),
-                          poll_period=0.05, memory_s=3.0)
-    app = create_app(config)
-    app.state.bridge.poller.wall_clock = clock
+    app = create_app(bridge_config(tmp_path, memory_s=3.0))
+    only(app.state.bridge).poller.wall_clock = clock
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
@@ -126,13 +123,13 @@ async def clocked_bridge(tmp_path, clock: SteppedClock):
 
 
 async def _health(client: httpx.AsyncClient) -> dict:
-    return (await client.get("/health")).json()
+    return (await client.get("/health", params={"device": FIRST})).json()
 
 
 async def test_wall_clock_stepping_back_keeps_files_ordered(tmp_path):
     clock = SteppedClock()
     async with clocked_bridge(tmp_path, clock) as (bridge, client):
-        store = bridge.store
+        store = only(bridge).store
         await wait_for(lambda: store.rows_written >= 10, what="10 rows")
 
         # A step back of 1 s: rows are refused (counted) until the clock has
@@ -150,19 +147,21 @@ async def test_wall_clock_stepping_back_keeps_files_ordered(tmp_path):
 
         # A step forward across midnight, then back: a second day file; the
         # rows after the step back are refused, never written out of order.
-        today = csvlog.day_of(int(time.time() * 1000))
+        today = day_of(int(time.time() * 1000))
         clock.offset = (today + 1) * 86_400 + 0.5 - time.time()
-        await wait_for(lambda: len(csv_files(tmp_path)) == 2, what="tomorrow's file")
-        await wait_for(lambda: _rows_in(tmp_path, 1) >= 3, what="rows in tomorrow's file")
+        await wait_for(lambda: len(csv_files(tmp_path / FIRST)) == 2, what="tomorrow's file")
+        await wait_for(lambda: _rows_in(tmp_path / FIRST, 1) >= 3, what="rows in tomorrow's file")
         refused = store.out_of_order
         clock.offset = 0.0
         await wait_for(lambda: store.out_of_order >= refused + 3, what="refused rows")
         health = await _health(client)
         assert health["status"] == "ok"  # polling itself goes on
 
-        rows = read_log(tmp_path)  # every file in order
-        ts = [int(row[1]) for _, _, row in rows]
-        assert ts == sorted(set(ts)) and len(ts) == store.rows_written
+    # Stopped: the store has written everything polled.
+    rows = read_log(tmp_path / FIRST)  # every file in order
+    ts = [int(row[1]) for _, _, row in rows]
+    assert ts == sorted(set(ts)) and len(ts) == store.rows_written
+    async with clocked_bridge(tmp_path, SteppedClock()) as (bridge, client):
         assert [name for name, _, _ in rows] == sorted(name for name, _, _ in rows)
 
         # Range queries over memory, disk and both days.
@@ -193,29 +192,28 @@ def _rows_in(data_dir, index: int) -> int:
 def test_restart_repairs_a_torn_tail(tmp_path, torn):
     """A half-written last row (as a power loss may leave) is dropped on the
     next start and the log continues cleanly after it."""
-    from test_bridge_cli import CLI, SERVING, Process
-    process = Process(CLI + ["--simulation", "--speed", "20", "--port", "0",
+    process = Process(BRIDGE + ["--simulation", "--speed", "20", "--port", "0",
                              "--data-dir", str(tmp_path), "--poll-period", "0.05"])
     try:
         url = process.wait_for_line(SERVING).group(1)
-        wait_until(lambda: httpx.get(url + "/health").json()["csv_rows_written"] >= 3,
+        wait_until(lambda: httpx.get(url + "/health").json()["devices"][0]["csv_rows_written"] >= 3,
                    what="3 rows")
     finally:
         process.proc.send_signal(signal.SIGKILL)
         process.stop()
-    (path,) = csv_files(tmp_path)
-    before = read_log(tmp_path)
+    (path,) = csv_files(tmp_path / FIRST)
+    before = read_log(tmp_path / FIRST)
     with open(path, "ab") as f:
         f.write(torn)
-    process = Process(CLI + ["--simulation", "--speed", "20", "--port", "0",
+    process = Process(BRIDGE + ["--simulation", "--speed", "20", "--port", "0",
                              "--data-dir", str(tmp_path), "--poll-period", "0.05"])
     try:
         url = process.wait_for_line(SERVING).group(1)
-        wait_until(lambda: httpx.get(url + "/health").json()["csv_rows_written"] >= 3,
+        wait_until(lambda: httpx.get(url + "/health").json()["devices"][0]["csv_rows_written"] >= 3,
                    what="3 rows after the restart")
     finally:
         assert process.stop() == 0
-    after = read_log(tmp_path)
+    after = read_log(tmp_path / FIRST)
     assert after[:len(before)] == before and len(after) >= len(before) + 3
     assert torn not in path.read_bytes()
     assert any("torn" in line for line in process.lines), "".join(process.lines)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from thermostat_ctrl.bridge.downsample import LADDER_MS, Aggregates, bucket_width, minmax
+from thermostat_ctrl.bridge.storage.downsample import LADDER_MS, Aggregates, bucket_width, minmax
 
 
 def reference(ts, values, from_ms, to_ms, max_points):

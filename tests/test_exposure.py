@@ -18,24 +18,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faultkit import free_port, wait_until
-from thermostat_ctrl.bridge import cli, security
-from thermostat_ctrl.bridge.app import create_app
-from thermostat_ctrl.bridge.config import BridgeConfig, ExposureError
+from harness import (BRIDGE, SERVING, Process, bridge_config as configured, free_port, only, polled,
+                     wait_until)
+from thermostat_ctrl.bridge import cli
+from thermostat_ctrl.bridge import config as bridge_config
+from thermostat_ctrl.bridge.config import ExposureError
+from thermostat_ctrl.bridge.web import security
+from thermostat_ctrl.bridge.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-token-0123456789"
 SIPYCO_MISSING = ("sipyco is not installed (it is not on PyPI): "
                   "pip install 'thermostat_ctrl[artiq]' to run the controller tests")
-BRIDGE = [sys.executable, "-m", "thermostat_ctrl.bridge.cli"]
 
 
 @contextlib.asynccontextmanager
 async def app_client(tmp_path, **options):
     """(bridge, client) for an in-process simulation bridge configured with ``options``."""
-    config = BridgeConfig(simulation=True, speed=20.0, data_dir=str(tmp_path),
-                          poll_period=0.05, memory_s=10.0, **options)
-    app = create_app(config)
+    app = create_app(configured(tmp_path, memory_s=10.0, **options))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
@@ -66,9 +66,9 @@ def _address(hex_address: str, width: int) -> str:
 # ------------------------------------------------------------------- bridge
 
 def test_bridge_binds_loopback_by_default(tmp_path):
-    args = cli.get_argparser().parse_args(["--simulation"])
-    assert args.bind == "127.0.0.1" and args.token is None
-    from test_bridge_cli import Process, SERVING
+    parser = cli.get_argparser()
+    config, port = cli.config_from_args(parser, parser.parse_args(["--simulation"]))
+    assert config.bind == "127.0.0.1" and config.token is None and port == 8000
     process = Process(BRIDGE + ["--simulation", "--port", "0", "--data-dir", str(tmp_path)])
     try:
         url = process.wait_for_line(SERVING).group(1)
@@ -93,23 +93,23 @@ def test_bridge_refuses_to_expose_itself_without_a_token(tmp_path, argv, message
     assert r.returncode == 2 and time.monotonic() - began < 15
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
-    assert "serving on" not in r.stderr and not list(tmp_path.iterdir())
+    assert "serving" not in r.stderr and not list(tmp_path.iterdir())
 
 
 def test_bridge_token_from_the_environment(monkeypatch):
     monkeypatch.setenv("THERMOSTAT_TOKEN", TOKEN)
     parser = cli.get_argparser()
-    config = cli.config_from_args(parser, parser.parse_args(["--simulation", "--bind",
-                                                             "0.0.0.0"]))
+    config, _ = cli.config_from_args(parser, parser.parse_args(["--simulation", "--bind",
+                                                                "0.0.0.0"]))
     assert config.token == TOKEN and config.bind == "0.0.0.0"
 
 
 def test_env_factory_refuses_exposure_without_token():
     env = {"THERMOSTAT_SIMULATION": "1", "THERMOSTAT_BIND": "0.0.0.0"}
     with pytest.raises(ExposureError, match="THERMOSTAT_TOKEN"):
-        BridgeConfig.from_env(env)
-    config = BridgeConfig.from_env({**env, "THERMOSTAT_TOKEN": TOKEN,
-                                    "THERMOSTAT_PROTECT_READS": "1"})
+        bridge_config.from_env(env)
+    config = bridge_config.from_env({**env, "THERMOSTAT_TOKEN": TOKEN,
+                                     "THERMOSTAT_PROTECT_READS": "1"})
     assert config.token == TOKEN and config.protect_reads
 
 
@@ -119,7 +119,7 @@ async def test_post_needs_the_token_reads_stay_open(tmp_path, monkeypatch):
     monkeypatch.setattr(security.hmac, "compare_digest",
                         lambda a, b: compared.append(len(a)) or real(a, b))
     async with app_client(tmp_path, bind="0.0.0.0", token=TOKEN) as (bridge, client):
-        await asyncio.wait_for(_polled(bridge), 10)
+        await polled(bridge, 2)
         for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer wrong"},
                         {"Authorization": "Bearer " + TOKEN[:-1]},
                         {"Authorization": "Bearer " + TOKEN + "x"},
@@ -129,9 +129,9 @@ async def test_post_needs_the_token_reads_stay_open(tmp_path, monkeypatch):
             assert r.status_code == 401, (headers, r.text)
             assert r.headers["www-authenticate"] == "Bearer"
             assert "Traceback" not in r.text
-        polls = bridge.poller.polls_ok
+        polls = only(bridge).poller.polls_ok
         r = await client.post("/save_once", headers={"Authorization": "Bearer " + TOKEN})
-        assert r.status_code == 200 and bridge.poller.polls_ok > polls
+        assert r.status_code == 200 and only(bridge).poller.polls_ok > polls
         assert compared, "the token must be compared with hmac.compare_digest"
         for path in ("/health", "/report", "/series", "/data.csv", "/metrics", "/docs",
                      "/openapi.json"):
@@ -141,7 +141,7 @@ async def test_post_needs_the_token_reads_stay_open(tmp_path, monkeypatch):
 async def test_protect_reads(tmp_path):
     async with app_client(tmp_path, bind="0.0.0.0", token=TOKEN,
                           protect_reads=True) as (bridge, client):
-        await asyncio.wait_for(_polled(bridge), 10)
+        await polled(bridge, 2)
         for path in ("/health", "/series", "/metrics", "/openapi.json"):
             assert (await client.get(path)).status_code == 401, path
             r = await client.get(path, headers={"Authorization": "bearer " + TOKEN})
@@ -150,7 +150,7 @@ async def test_protect_reads(tmp_path):
 
 async def test_no_wildcard_cors(tmp_path):
     async with app_client(tmp_path, bind="0.0.0.0", token=TOKEN) as (bridge, client):
-        await asyncio.wait_for(_polled(bridge), 10)
+        await polled(bridge, 2)
         origin = {"Origin": "http://evil.example"}
         responses = [await client.get(path, headers=origin)
                      for path in ("/health", "/series", "/data.csv", "/metrics", "/")]
@@ -162,11 +162,6 @@ async def test_no_wildcard_cors(tmp_path):
         for r in responses:
             assert not any(h.lower().startswith("access-control-") for h in r.headers), (
                 r.request.url, r.headers)
-
-
-async def _polled(bridge) -> None:
-    while bridge.poller.polls_ok < 2:
-        await asyncio.sleep(0.01)
 
 
 # --------------------------------------------------------------- controller

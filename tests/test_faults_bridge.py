@@ -14,17 +14,16 @@ event loop; one runs the ``thermostat_bridge`` CLI as a subprocess.
 import contextlib
 import itertools
 import re
-import sys
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 import httpx
 import pytest
 
-from faultkit import (DOUBLE_BRACE, INVALID_REPLIES, SimThread, TamperProxy, check_channels,
-                      free_port, hold_all_slots, now_ms, read_log, release, wait_for, wait_until)
-from thermostat_ctrl.bridge.app import create_app
-from thermostat_ctrl.bridge.config import BridgeConfig
+from harness import (BRIDGE, DOUBLE_BRACE, FIRST, INVALID_REPLIES, SERVING, Process, SimThread,
+                     TamperProxy, bridge_config, check_channels, free_port, hold_all_slots,
+                     now_ms, only, read_log, release, wait_for, wait_until)
+from thermostat_ctrl.bridge.web.app import create_app
 from thermostat_ctrl.simulator import Simulator
 
 PERIOD = 0.2
@@ -38,9 +37,8 @@ REBOOT_S = 30.0
 @contextlib.asynccontextmanager
 async def bridge_at(port: int, data_dir):
     """Yield (bridge, client): the bridge app polling 127.0.0.1:``port``."""
-    config = BridgeConfig(device="127.0.0.1:{}".format(port), data_dir=str(data_dir),
-                          poll_period=PERIOD, memory_s=120.0)
-    app = create_app(config)
+    app = create_app(bridge_config(data_dir, devices=["127.0.0.1:{}".format(port)],
+                                   poll_period=PERIOD, memory_s=120.0))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
@@ -135,15 +133,16 @@ async def _rows(client: httpx.AsyncClient, start: int, end: Optional[int] = None
 
 async def _check_serving_during_outage(client: httpx.AsyncClient, reason: str) -> dict:
     """The endpoints answer while the device is away; return /health's body."""
-    r = await client.get("/health")
+    r = await client.get("/health", params={"device": FIRST})
     assert r.status_code == 503 and r.json()["status"] == "stale", r.text
     health = r.json()
     assert health["poll_errors"].get(reason, 0) >= 1 and health["last_error"], health
     r = await client.get("/report")
     assert r.status_code == 503 and "stale" in r.json()["detail"], r.text
     metrics = (await client.get("/metrics")).text
-    assert "thermostat_up 0.0" in metrics
-    assert re.search(r'thermostat_poll_errors_total\{reason="%s"\} [1-9]' % reason, metrics)
+    assert 'thermostat_up{device="thermostat0"} 0.0' in metrics
+    assert re.search(r'thermostat_poll_errors_total\{device="thermostat0",reason="%s"\} [1-9]'
+                     % reason, metrics)
     assert "thermostat_temperature_celsius{" not in metrics  # stale values not exported
     assert (await client.get("/data.csv")).status_code == 200
     return health
@@ -163,7 +162,7 @@ async def test_bridge_survives_and_recovers(fault: Fault, tmp_path):
 
 
 async def _outage_and_recovery(fault, sim, proxy, bridge, client, tmp_path) -> None:
-    poller = bridge.poller
+    poller = only(bridge).poller
     await wait_for(lambda: poller.polls_ok >= 5, what="5 polls")
     began = now_ms()
     await fault.apply(sim, proxy)
@@ -190,8 +189,10 @@ async def _outage_and_recovery(fault, sim, proxy, bridge, client, tmp_path) -> N
     assert min(b - a for a, b in zip(ts, ts[1:])) >= PERIOD_MS // 2
     # ... and there is exactly one row per successful poll, in memory and on disk.
     await wait_for(lambda: poller.polls_ok >= len(rows) + 2, what="2 more polls")
-    logged = read_log(tmp_path)
-    assert len(logged) == bridge.store.rows_written == poller.polls_ok
+    # The store writes on its own thread: it catches up with every poll.
+    await wait_for(lambda: only(bridge).store.rows_written == poller.polls_ok,
+                   what="every polled row written")
+    logged = read_log(tmp_path / FIRST)
     assert [int(row[1]) for _, _, row in logged][:len(ts)] == ts
 
     # No reply of another command was taken for a report.
@@ -204,7 +205,7 @@ async def _outage_and_recovery(fault, sim, proxy, bridge, client, tmp_path) -> N
     assert not fault.proxied or proxy.lines
     assert set(proxy.lines) <= {b"report", b"pid", b"hwrev", b"output"}, set(proxy.lines)
 
-    r = await client.get("/health")
+    r = await client.get("/health", params={"device": FIRST})
     assert r.status_code == 200
     health = r.json()
     assert health["status"] == "ok" and health["connected"] and health["last_error"] is None
@@ -215,9 +216,9 @@ async def _outage_and_recovery(fault, sim, proxy, bridge, client, tmp_path) -> N
 async def test_device_absent_at_start(tmp_path):
     port = free_port()
     async with bridge_at(port, tmp_path) as (bridge, client):
-        poller = bridge.poller
+        poller = only(bridge).poller
         await wait_for(lambda: poller.failures["connection"] >= 3, what="3 failed polls")
-        r = await client.get("/health")
+        r = await client.get("/health", params={"device": FIRST})
         assert r.status_code == 503
         health = r.json()
         assert health["status"] == "no data" and not health["connected"]
@@ -236,9 +237,10 @@ async def test_device_absent_at_start(tmp_path):
                 poller.polls_failed, recovery_ms))
             assert recovery_ms <= 2 * PERIOD_MS
             await wait_for(lambda: poller.polls_ok >= 3, what="3 polls")
-            health = (await client.get("/health")).json()
+            health = (await client.get("/health", params={"device": FIRST})).json()
             assert health["status"] == "ok" and health["firmware"] == "2025"
-            assert len(read_log(tmp_path)) == poller.polls_ok
+            await wait_for(lambda: len(read_log(tmp_path / FIRST)) == poller.polls_ok,
+                           what="every polled row in the log")
         finally:
             await sim.stop()
 
@@ -246,17 +248,14 @@ async def test_device_absent_at_start(tmp_path):
 def test_cli_process_stays_up_through_faults(tmp_path):
     """The real ``thermostat_bridge`` process through a hang, a reset and a
     refusal of the simulator (run in a thread of this process)."""
-    from test_bridge_cli import Process, SERVING
-
     device = SimThread(speed=SPEED, reboot_s=REBOOT_S)
-    process = Process([sys.executable, "-m", "thermostat_ctrl.bridge.cli", "-d",
-                       "127.0.0.1:{}".format(device.port), "--port", "0",
-                       "--data-dir", str(tmp_path), "--poll-period", str(PERIOD)])
+    process = Process(BRIDGE + ["-d", "127.0.0.1:{}".format(device.port), "--port", "0",
+                                "--data-dir", str(tmp_path), "--poll-period", str(PERIOD)])
     try:
         url = process.wait_for_line(SERVING).group(1)
         with httpx.Client(base_url=url, timeout=5) as client:
             def health() -> dict:
-                return client.get("/health").json()
+                return client.get("/health", params={"device": FIRST}).json()
 
             def fresh_rows(after: int) -> list:
                 return client.get("/series", params={"from": after}).json()
@@ -283,13 +282,13 @@ def test_cli_process_stays_up_through_faults(tmp_path):
                 print("bridge CLI {}: recovery {} ms".format(name, rows[0]["ts"] - cleared))
                 assert rows[0]["ts"] - cleared <= 2 * PERIOD_MS
             assert process.proc.poll() is None
-            final = health()
-            assert final["polls_ok"] == final["csv_rows_written"]
+            final = wait_until(lambda: (lambda h: h["polls_ok"] == h["csv_rows_written"] and h)(
+                health()), what="every polled row written")
         assert process.stop() == 0
     finally:
         process.stop()
         device.stop()
-    assert len(read_log(tmp_path)) >= final["csv_rows_written"]
+    assert len(read_log(tmp_path / FIRST)) >= final["csv_rows_written"]
 
 
 def _refuse_now(sim: Simulator) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from faultkit import (DOUBLE_BRACE, INVALID_REPLIES, SimThread, TamperProxy, check_channels,
+from harness import (DOUBLE_BRACE, INVALID_REPLIES, SimThread, TamperProxy, check_channels,
                       free_port, hold_all_slots, release, wait_for, wait_until)
 from thermostat_ctrl.driver import Thermostat
 from thermostat_ctrl.rpc import ThermostatRPC

@@ -13,8 +13,8 @@ import time
 
 import yaml
 
-from thermostat_ctrl.bridge.metrics import CHANNEL_METRICS
-from test_bridge_app import parse_csv, polled, running_bridge
+from thermostat_ctrl.bridge.web.metrics import CHANNEL_METRICS
+from harness import parse_csv, polled, running_bridge
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
 GRAFANA = SCRIPTS / "grafana"

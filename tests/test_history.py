@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from thermostat_ctrl.bridge.csvlog import DAY_MS, file_name
-from thermostat_ctrl.bridge.downsample import minmax
-from thermostat_ctrl.bridge.history import CACHE_DIR, DiskHistory
-from thermostat_ctrl.bridge.store import Store
+from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name
+from thermostat_ctrl.bridge.storage.downsample import minmax
+from thermostat_ctrl.bridge.storage.history import DiskHistory
+from thermostat_ctrl.bridge.storage.store import Store
 
 T0 = 1_795_478_400_000 - 5 * 3_600_000  # 2026-11-23T19:00Z
 A = ["temperature_ch0", "temperature_ch1", "pid_engaged_ch0", "pid_engaged_ch1"]

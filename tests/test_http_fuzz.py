@@ -12,7 +12,6 @@
 """
 
 import socket
-import sys
 import time
 
 import httpx
@@ -21,10 +20,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faultkit import SimThread, wait_until
-from thermostat_ctrl.bridge import security
-from thermostat_ctrl.bridge.app import create_app
-from thermostat_ctrl.bridge.config import BridgeConfig
+from harness import BRIDGE, SERVING, Process, SimThread, bridge_config, only, wait_until
+from thermostat_ctrl.bridge.web import security
+from thermostat_ctrl.bridge.web.app import create_app
 
 #: Largest body any request may get back: the memory window (20 s of 0.05 s
 #: polls) and the CSV log of this short test run are far smaller.
@@ -47,13 +45,12 @@ def device():
 @pytest.fixture(scope="module")
 def client(device, tmp_path_factory):
     """A TestClient of the bridge polling the proxied simulator."""
-    config = BridgeConfig(device="127.0.0.1:{}".format(device.proxy.port),
-                          data_dir=str(tmp_path_factory.mktemp("fuzz")), poll_period=0.05,
-                          memory_s=20.0)
-    app = create_app(config)
+    app = create_app(bridge_config(tmp_path_factory.mktemp("fuzz"),
+                                   devices=["127.0.0.1:{}".format(device.proxy.port)],
+                                   memory_s=20.0))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         # The app runs in TestClient's thread.
-        wait_until(lambda: app.state.bridge.poller.polls_ok >= 3, 10, "3 polls")
+        wait_until(lambda: only(app.state.bridge).poller.polls_ok >= 3, 10, "3 polls")
         yield test_client
 
 
@@ -176,10 +173,9 @@ def _complete(data: bytes) -> bool:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The real ``thermostat_bridge --simulation`` process; yields its URL."""
-    from test_bridge_cli import Process, SERVING
-    process = Process([sys.executable, "-m", "thermostat_ctrl.bridge.cli", "--simulation",
-                       "--speed", "20", "--port", "0", "--poll-period", "0.1",
-                       "--data-dir", str(tmp_path_factory.mktemp("served"))])
+    process = Process(BRIDGE + ["--simulation", "--speed", "20", "--port", "0",
+                                "--poll-period", "0.1",
+                                "--data-dir", str(tmp_path_factory.mktemp("served"))])
     try:
         yield process.wait_for_line(SERVING).group(1)
     finally:

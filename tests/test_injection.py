@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faultkit import SimThread, TamperProxy, check_channels, free_port, wait_until
+from harness import SimThread, TamperProxy, check_channels, free_port, wait_until
 from thermostat_ctrl.driver import Thermostat
 from thermostat_ctrl.rpc import PublicMethods, ThermostatRPC
 from thermostat_ctrl.simulator import Simulator

@@ -1,25 +1,40 @@
-"""Helpers shared by the fault-injection, exposure and crash-safety tests.
+"""The shared test harness (a helper module, not a test module).
 
+* Processes: :class:`Process` (a server whose stderr is collected),
+  :func:`bridge_process` (``thermostat_bridge --simulation`` on a free port),
+  :func:`run_cli`.
+* In-process bridge: :func:`bridge_config`, :func:`running_bridge` (the app
+  with its lifespan and an httpx client), :func:`polled`.
 * :class:`TamperProxy`: a loopback TCP proxy in front of the simulator that
   records every command line a client sends and can replace the device's
   reply lines (invalid JSON, the doubled-brace error reply, ...).
-* :class:`LoopThread`: an asyncio loop in a background thread, so a
-  simulator (and proxy) can run in the test process while a subprocess
-  (controller, bridge) talks to it and the test drives it synchronously.
+* :class:`LoopThread` / :class:`SimThread`: an asyncio loop (with a
+  simulator) in a background thread, so a subprocess (controller, bridge)
+  can talk to it while the test drives it synchronously.
 * :func:`hold_all_slots`: occupy the simulator's 4 connection slots.
 * Reply-shape checks, condition waits and CSV readers.
 """
 
 import asyncio
 import concurrent.futures
+import contextlib
 import csv
+import io
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
+import httpx
+
+from thermostat_ctrl.bridge import config as bridge_config_module
+from thermostat_ctrl.bridge.storage.csvformat import log_files
+from thermostat_ctrl.bridge.web.app import create_app
 from thermostat_ctrl.simulator import Simulator
 
 T = TypeVar("T")
@@ -269,17 +284,15 @@ async def release(held: list, sim: Simulator, keep: int = 0) -> None:
 
 
 def csv_files(data_dir: Path) -> list:
-    """The bridge's CSV files in write order (day, then sequence number)."""
-    def key(path: Path) -> tuple:
-        parts = path.name[len("thermostat-"):-len(".csv")].split(".")
-        return parts[0], int(parts[1]) if len(parts) > 1 else 1
-    return sorted(Path(data_dir).glob("thermostat-*.csv"), key=key)
+    """The CSV files of one device folder in write order (day, then sequence number)."""
+    data_dir = Path(data_dir)
+    return [data_dir / name for name in log_files(p.name for p in data_dir.iterdir())]
 
 
 def read_log(data_dir: Path) -> list:
-    """Every row of every CSV file as (file name, header, row) after checking
-    that each file parses, every line is complete and has the header's width,
-    and timestamps strictly increase within each file."""
+    """Every row of every CSV file of a device folder as (file name, header,
+    row) after checking that each file parses, every line is complete and
+    has the header's width, and timestamps strictly increase within each file."""
     out = []
     for path in csv_files(data_dir):
         data = path.read_bytes()
@@ -295,3 +308,128 @@ def read_log(data_dir: Path) -> list:
             last = ts
             out.append((path.name, header, row))
     return out
+
+
+def parse_csv(text: str) -> list:
+    """Rows of a CSV body after checking the format rules (Go encoding/csv-like)."""
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    assert "\n\n" not in text and "\r" not in text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert all(len(r) == len(rows[0]) for r in rows)
+    return rows
+
+
+# ------------------------------------------------------- in-process bridge
+
+#: Poll period of the in-process test bridges.
+PERIOD = 0.05
+#: Name of the first (or only) device.
+FIRST = "thermostat0"
+
+
+def bridge_config(data_dir, devices=(), simulation: int = 1, **kwargs):
+    """A config with fast polls and fast simulated time: ``simulation``
+    simulated devices, or the real ``devices`` given."""
+    options = dict(data_dir=str(data_dir), poll_period=PERIOD, memory_s=60.0)
+    if devices:
+        options["devices"] = list(devices)
+    else:
+        options.update(simulation=simulation, speed=20.0)
+    options.update(kwargs)
+    return bridge_config_module.build(**options)
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(data_dir, **kwargs):
+    """Yield (bridge, client) for an app (see :func:`bridge_config`), lifespan running."""
+    app = create_app(bridge_config(data_dir, **kwargs))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+            yield app.state.bridge, client
+
+
+async def polled(bridge, n: int, device: Optional[str] = None) -> None:
+    """Wait until ``device`` (default: every device) has made at least ``n``
+    successful polls."""
+    devices = [bridge.devices[device]] if device else list(bridge.devices.values())
+    await wait_for(lambda: all(d.poller.polls_ok >= n for d in devices),
+                   what="{} polls".format(n))
+
+
+# ---------------------------------------------------------------- processes
+
+BRIDGE = [sys.executable, "-m", "thermostat_ctrl.bridge.cli"]
+SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:\d+)")
+
+
+def run_cli(*args, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """Run ``thermostat_bridge`` to completion."""
+    return subprocess.run(BRIDGE + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+class Process:
+    """A server process whose stderr is collected by a thread."""
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True, env=env)
+        self.lines: list = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def wait_for_line(self, pattern: re.Pattern, timeout: float = 30.0) -> re.Match:
+        """The first stderr line matching ``pattern``, waiting for it to appear."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = pattern.search(line)
+                if match:
+                    return match
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError("no line matching {!r}; stderr:\n{}".format(
+            pattern.pattern, "".join(self.lines)))
+
+    def stop(self) -> int:
+        """SIGINT the process; its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def bridge_process(data_dir, *extra, simulation: int = 1):
+    """Run ``thermostat_bridge --simulation N`` on a free loopback port; yield (process, url)."""
+    process = Process(BRIDGE + ["--simulation", str(simulation), "--speed", "20", "--port", "0",
+                                "--bind", "127.0.0.1", "--data-dir", str(data_dir),
+                                "--poll-period", "0.1", *extra])
+    try:
+        url = process.wait_for_line(SERVING).group(1)
+        yield process, url
+    finally:
+        process.stop()
+
+
+def healthy(url: str, query: str = ""):
+    """The /health response when it is 200, else None (also when not answering)."""
+    try:
+        r = httpx.get(url + "/health" + query, timeout=2)
+    except httpx.TransportError:
+        return None
+    return r if r.status_code == 200 else None
+
+
+def only(bridge):
+    """The first (in single-device tests, the only) device of a bridge."""
+    return bridge.devices[FIRST]
