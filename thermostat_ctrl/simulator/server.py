@@ -310,6 +310,12 @@ class Simulator:
         self.device.advance(self._clock())
         return self.device.plants[ch].temperature
 
+    def sensor_temperature(self, ch: int) -> float:
+        """Noise-free thermistor temperature of channel ``ch`` (°C): the plant's,
+        seen through the sensor lag."""
+        self.device.advance(self._clock())
+        return self.device.plants[ch].sensor
+
     # ---- internals -----------------------------------------------------------
 
     def _clock(self) -> float:
