@@ -198,7 +198,7 @@ class _Run:
                           remaining_s=remaining(relay, last))
             if relay.converged:
                 return
-            if len(relay.cycles) >= max_cycles:
+            if len(relay.halves) > 2 * max_cycles + 1:  # counts cycles without peaks too
                 raise ProcedureError(
                     "channel {}: the relay oscillation did not converge in {} cycles ({});"
                     " autotune aborted".format(self.ch, max_cycles, stage))
