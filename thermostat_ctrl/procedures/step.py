@@ -22,8 +22,8 @@ def step_metrics(t, temperature, start: float, target: float, band: float = 0.01
     decide a narrow band by chance): ``rise_time_s`` (10 % to 90 % of the
     step), ``overshoot_k`` (beyond the target, in the step's direction, ≥ 0),
     ``settling_time_s`` (from the step until the mean stays within ``band``;
-    None if it never does), and on the raw samples of the last ``tail_s``:
-    ``steady_std_k`` and ``steady_error_k``.
+    None if it never does), and on the raw samples of the last ``tail_s``
+    after settling: ``steady_std_k`` and ``steady_error_k``.
     """
     t = np.asarray(t, dtype=float)
     y = np.asarray(temperature, dtype=float)
@@ -49,7 +49,7 @@ def step_metrics(t, temperature, start: float, target: float, band: float = 0.01
         settling = None
     else:
         settling = float(mt[outside[-1] + 1])
-    tail = y[t >= t[-1] - tail_s]
+    tail = y[t >= (t[-1] - tail_s if settling is None else max(settling, t[-1] - tail_s))]
     return {"rise_time_s": rise, "overshoot_k": overshoot, "settling_time_s": settling,
             "steady_std_k": float(np.std(tail)), "steady_error_k": float(np.mean(tail) - target)}
 
