@@ -113,9 +113,11 @@ async def test_abort_by_the_caller_restores():
 async def test_cancellation_restores():
     async with bench(SPEED) as b:
         before = await _prepare(b.driver)
-        tune = asyncio.ensure_future(procedures.autotune(b.driver, 0, 25.0))
-        await asyncio.sleep(0.3)
-        tune.cancel()
+        relay = asyncio.Event()
+        tune = asyncio.ensure_future(procedures.autotune(
+            b.driver, 0, 25.0, on_progress=lambda p: p["state"] == "relay" and relay.set()))
+        await asyncio.wait_for(relay.wait(), 30)
+        tune.cancel()  # what Ctrl-C does to the CLI's task
         with pytest.raises(asyncio.CancelledError):
             await tune
         assert await state(b.driver, 0) == before

@@ -147,7 +147,8 @@ def main():
         if simulator is not None:
             loop.run_until_complete(simulator.stop())
         loop.close()
-    sys.exit(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
 
 
 if __name__ == "__main__":
