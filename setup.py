@@ -18,6 +18,7 @@ setup(
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
+        "rich>=13",
     ],
     extras_require={
         "test": [
@@ -36,6 +37,7 @@ setup(
             "thermostat_sim = thermostat_ctrl.simulator.cli:main",
             "aqctl_thermostat = thermostat_ctrl.aqctl_thermostat:main",
             "thermostat_bridge = thermostat_ctrl.bridge.cli:main",
+            "thermostat_ctrl = thermostat_ctrl.cli:main",
         ],
     },
 )

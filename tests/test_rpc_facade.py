@@ -39,7 +39,7 @@ async def rig(request):
     sim = Simulator(firmware=getattr(request, "param", "2025"), speed=50, seed=1)
     await sim.start(host="127.0.0.1", port=0)
     driver = Thermostat("127.0.0.1", sim.port, timeout=0.5, backoff_max=0.1)
-    yield Rig(sim, driver, ThermostatRPC(driver, poll_interval=0.05))
+    yield Rig(sim, driver, ThermostatRPC(driver))
     await driver.close()
     await sim.stop()
 
@@ -75,7 +75,8 @@ def test_public_methods_are_the_intended_ones():
         "get_b_parameter", "get_postfilter", "get_fan", "get_hwrev", "get_ipv4",
         "set_current", "set_output_limits", "set_pid_params", "set_target", "engage_pid",
         "set_b_parameter", "set_postfilter", "set_center", "set_polarity", "set_fan",
-        "set_fcurve", "save_config", "load_config", "reset", "power_up", "wait_settled"}
+        "set_fcurve", "save_config", "load_config", "reset", "power_up", "wait_settled",
+        "autotune", "autotune_progress", "abort", "step_response"}
 
 
 def test_no_postponed_annotations_in_facade_module():
@@ -167,7 +168,7 @@ async def test_setter_round_trips(rig):
 
     await call(r, "set_b_parameter", 1, t0=20.0, r0=12000.0, b=3950.0)
     params = (await call(r, "get_b_parameter"))[1]["params"]
-    assert params == pytest.approx({"t0": 293.15, "r0": 12000.0, "b": 3950.0})
+    assert params == pytest.approx({"t0": 20.0, "r0": 12000.0, "b": 3950.0})  # t0 as set, degC
 
     await call(r, "set_postfilter", 0, 20.0)
     assert (await call(r, "get_postfilter"))[0]["rate"] == pytest.approx(20.0, abs=0.01)
@@ -248,6 +249,19 @@ BAD_CALLS = [
     ("wait_settled", (0,), {"settle_s": -1}, "settle_s"),
     ("wait_settled", (0,), {"timeout_s": 0}, "timeout_s"),
     ("wait_settled", (0,), {"timeout_s": "long"}, "timeout_s"),
+    ("wait_settled", (0,), {"settle_s": 20, "timeout_s": 10}, "settle_s"),
+    ("power_up", (0, 95.0), {}, "target"),
+    ("power_up", (0, -20.0), {}, "safe window"),
+    ("autotune", (0, 120.0), {}, "target"),
+    ("autotune", (0, 25.0), {"rule": "magic"}, "rule"),
+    ("autotune", (0, 25.0), {"amplitude": -1}, "amplitude"),
+    ("autotune", (0, 25.0), {"engage": True}, "apply"),
+    ("autotune", (2, 25.0), {}, "channel"),
+    ("autotune", (0, 25.0), {}, "output limits"),  # still the boot default of 0
+    ("step_response", (0, 0.0), {}, "delta"),
+    ("step_response", (0, 200.0), {}, "target"),
+    ("abort", (3,), {}, "channel"),
+    ("autotune_progress", (-1,), {}, "channel"),
 ]
 
 
@@ -255,7 +269,9 @@ BAD_CALLS = [
                          ids=["{}-{}".format(c[0], c[3]) for c in BAD_CALLS])
 async def test_bad_arguments_raise_value_error_naming_them(rig, name, args, kwargs, word):
     with pytest.raises(ValueError, match=word) as e:
-        await getattr(rig.rpc, name)(*args, **kwargs)
+        result = getattr(rig.rpc, name)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
     assert_builtin(e, ValueError)
 
 
@@ -343,7 +359,7 @@ async def test_wait_settled_times_out_on_unreachable_target(rig):
 
 async def test_wait_settled_needs_an_engaged_pid(rig):
     with pytest.raises(RuntimeError, match="not engaged") as e:
-        await rig.rpc.wait_settled(1, timeout_s=5)
+        await rig.rpc.wait_settled(1, settle_s=1, timeout_s=5)
     assert_builtin(e, RuntimeError)
 
 

@@ -621,7 +621,7 @@ def test_fault_unplugged():
         t2 = sim.now() + 1
         await wait_until(sim, lambda: sim.now() > t2, t2 + 60)
         measured = (await c.json("report"))[1]["temperature"]
-        assert measured == pytest.approx(sim.true_temperature(1), abs=0.05)
+        assert measured == pytest.approx(sim.sensor_temperature(1), abs=0.05)
 
     run_sim(test, speed=10)
 

@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3277
 TARGET_NAME = "thermostat"
-MISSING_SIPYCO = ("aqctl_thermostat needs sipyco, which is not installed: "
-                  "pip install 'thermostat_ctrl[artiq]' or use the ARTIQ nix flake")
+MISSING_SIPYCO = ("aqctl_thermostat needs sipyco, which is not installed (it is not on PyPI): "
+                  "pip install git+https://github.com/m-labs/sipyco, or use the nix flake in nix/")
 
 
 def _device_address(text: str) -> tuple:
@@ -102,6 +102,7 @@ def main():
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    exit_code = 0
     simulator = None
     driver = None
     try:
@@ -123,15 +124,21 @@ def main():
         tls = {"ssl_config": _ssl_config(ssl_args)} if ssl_args else {}
         # Only the facade's public methods: sipyco calls any attribute a client names.
         target = PublicMethods(ThermostatRPC(driver))
-        simple_server_loop({TARGET_NAME: target}, bind, args.port,
-                           description="Sinara Thermostat", allow_parallel=True, loop=loop,
-                           **tls)
+        try:
+            simple_server_loop({TARGET_NAME: target}, bind, args.port,
+                               description="Sinara Thermostat", allow_parallel=True, loop=loop,
+                               **tls)
+        except OSError as e:  # the RPC port is taken or the address is not local
+            logger.error("cannot listen on port %d: %s", args.port, e.strerror or e)
+            exit_code = 1
     finally:
         if driver is not None:
             loop.run_until_complete(driver.close())
         if simulator is not None:
             loop.run_until_complete(simulator.stop())
         loop.close()
+    if exit_code:
+        sys.exit(exit_code)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ This module does not import sipyco.
 """
 
 import asyncio
+import contextlib
 import logging
-import time
 from typing import Any, Awaitable, Optional, Union
 
-from . import protocol
+from . import procedures, protocol
 from .driver import Thermostat
 from .protocol import DeviceError, ProtocolError, UnsupportedCommand
 
@@ -45,14 +45,16 @@ class ThermostatRPC:
     retrying), RuntimeError when the device rejects a command.
     """
 
-    def __init__(self, driver: Thermostat, poll_interval: float = 0.2):
+    def __init__(self, driver: Thermostat):
         self._driver = driver
-        self._poll_interval = poll_interval
+        self._jobs: dict = {}  # channel -> the procedure running on it
 
     async def _call(self, awaitable: Awaitable) -> Any:
         """Await a driver call, turning the package's exceptions into builtins."""
         try:
             return await awaitable
+        except procedures.ProcedureError as e:
+            raise RuntimeError(str(e)) from None
         except UnsupportedCommand as e:
             raise NotImplementedError(str(e)) from None
         except DeviceError as e:
@@ -110,9 +112,10 @@ class ThermostatRPC:
         return await self._call(self._driver.get_pid())
 
     async def get_b_parameter(self) -> list:
-        """Both channels' thermistor parameters ``params``: ``t0`` (K),
+        """Both channels' thermistor parameters ``params`` in the units
+        ``set_b_parameter`` takes: ``t0`` (degC; the device shows kelvin),
         ``r0`` (ohm), ``b`` (K)."""
-        return await self._call(self._driver.get_b_parameter())
+        return await self._call(procedures.get_b_parameter(self._driver))
 
     async def get_postfilter(self) -> list:
         """Both channels' postfilter ``rate`` in Hz (None when off)."""
@@ -204,41 +207,26 @@ class ThermostatRPC:
         next command reconnects (ConnectionError until it is back)."""
         await self._call(self._driver.reset())
 
-    # ---------------------------------------------------- experiment helpers
+    # ---------------------------------------------------------- procedures
 
     async def power_up(self, ch: int, target: float, kp: Optional[float] = None,
                        ki: Optional[float] = None, kd: Optional[float] = None,
                        max_i_pos: Optional[float] = None, max_i_neg: Optional[float] = None,
-                       max_v: Optional[float] = None) -> dict:
+                       max_v: Optional[float] = None, safe_window: Optional[list] = None) -> dict:
         """Regulate channel ``ch`` to ``target`` degC: set the given output
         limits and PID gains, the target, then engage the PID.
 
-        All arguments are checked before anything is sent. Returns the
-        channel's resulting ``{"pid": {...}, "output": {...}}``; if the output
-        limits are all 0 (boot default) no current can flow, which is logged
-        as a warning.
+        All arguments are checked before anything is sent; a target outside
+        ``safe_window`` ([low, high] degC, default [-10, 80]) is a ValueError.
+        Returns the channel's resulting ``{"pid": {...}, "output": {...}}``
+        (with ``"warning"`` when the output limits are all 0, the boot
+        default, so that no current can flow).
         """
-        protocol.check_channel(ch)
-        protocol.format_number(target, "target")
-        gains = {"kp": kp, "ki": ki, "kd": kd}
-        limits = {"max_i_pos": max_i_pos, "max_i_neg": max_i_neg, "max_v": max_v}
-        for name, value in {**gains, **limits}.items():
-            if value is not None:
-                protocol.format_number(value, name, f32=name in gains)
-        for name, value in limits.items():
-            if value is not None and value < 0:
-                raise ValueError("{} must not be negative, not {!r}".format(name, value))
-        d = self._driver
-        if any(v is not None for v in limits.values()):
-            await self._call(d.set_output_limits(ch, max_i_pos, max_i_neg, max_v))
-        if any(v is not None for v in gains.values()):
-            await self._call(d.set_pid_params(ch, kp, ki, kd))
-        await self._call(d.set_target(ch, target))
-        await self._call(d.engage_pid(ch))
-        result = {"pid": (await self.get_pid())[ch], "output": (await self.get_output())[ch]}
-        if not any(result["output"].get(k) for k in limits):
-            logger.warning("channel %d: PID engaged but all output limits are 0, so no current"
-                           " flows; give max_i_pos, max_i_neg and max_v", ch)
+        result = await self._call(procedures.power_up(
+            self._driver, ch, target, kp, ki, kd, max_i_pos, max_i_neg, max_v,
+            safe_window=_window(safe_window)))
+        if "warning" in result:
+            logger.warning("%s", result["warning"])
         return result
 
     async def wait_settled(self, ch: int, tolerance: float = 0.01, settle_s: float = 10,
@@ -246,48 +234,96 @@ class ThermostatRPC:
         """Wait until channel ``ch``'s temperature has stayed within
         ``tolerance`` (K) of its PID target for ``settle_s`` seconds.
 
-        Time is counted on the device's own sample clock (the report's
-        ``time``), checked a few times per second, and bounded by
-        ``timeout_s`` of both device and wall-clock time. Returns
-        ``{"temperature", "target", "waited_s"}``. Raises TimeoutError when
-        not settled within ``timeout_s``, RuntimeError when the PID is not
-        engaged, ConnectionError/TimeoutError when the device stops answering.
+        Time is counted on the device's own sample clock; a target changed
+        meanwhile is followed. Returns ``{"temperature", "target",
+        "waited_s"}``. ValueError when ``settle_s > timeout_s``; TimeoutError
+        when not settled within ``timeout_s``; RuntimeError when the PID is
+        not engaged; ConnectionError/TimeoutError when the device stops
+        answering.
         """
+        return await self._call(procedures.wait_settled(self._driver, ch, tolerance, settle_s,
+                                                        timeout_s))
+
+    async def autotune(self, ch: int, target: float, rule: str = "simc",
+                       amplitude: Optional[float] = None, hysteresis: Optional[float] = None,
+                       window: float = 3.0, timeout_s: float = 1800.0, apply: bool = False,
+                       engage: bool = False, save: bool = False,
+                       safe_window: Optional[list] = None) -> dict:
+        """Relay-autotune channel ``ch``'s PID at ``target`` degC.
+
+        Relay feedback around the operating-point current within the output
+        limits as set (0 limits are refused), noise band from the measured
+        noise unless ``hysteresis`` (K) is given, relay swing capped at
+        ``amplitude`` (A). ``rule``: "simc" (model based, default),
+        "ziegler-nichols", "tyreus-luyben", ... Aborts, restoring the
+        channel's previous state, when the temperature leaves ``target ±
+        window`` K, after ``timeout_s`` device seconds, on an open thermistor,
+        a lost connection, no convergence or ``abort(ch)``. ``apply`` writes
+        the gains and output range, ``engage`` then engages the PID on the
+        target, ``save`` saves to flash. Returns gains (per sample, and
+        ``gains_per_second``), ``rules`` (all of them), ``ku``, ``pu``,
+        ``model`` (K, T, L), ``noise_k``, ``cycles`` and ``data``.
+        """
+        with self._job(ch, "autotune") as job:
+            return await self._call(procedures.autotune(
+                self._driver, ch, target, rule=rule, amplitude=amplitude,
+                hysteresis=hysteresis, window=window, timeout_s=timeout_s, apply=apply,
+                engage=engage, save=save, safe_window=_window(safe_window),
+                on_progress=job["progress"].update, abort=job["abort"]))
+
+    def autotune_progress(self, ch: int) -> Optional[dict]:
+        """Progress of the procedure running on channel ``ch`` (None when none
+        runs): ``state``, ``peaks``, ``cycles``, ``amplitude`` (K), ``period``
+        (s), ``bias`` (A), ``elapsed_s``, ``remaining_s`` (estimate) and
+        ``procedure``."""
         protocol.check_channel(ch)
-        _check_number("tolerance", tolerance, zero_ok=False)
-        _check_number("settle_s", settle_s, zero_ok=True)
-        _check_number("timeout_s", timeout_s, zero_ok=False)
-        target = (await self.get_pid())[ch]["target"]
-        wall_deadline = time.monotonic() + timeout_s
-        waited = 0.0
-        in_band_since: Optional[float] = None
-        last_time: Optional[float] = None
-        while True:
-            rep = (await self.report())[ch]
-            if not rep["pid_engaged"]:
-                raise RuntimeError("channel {}: PID is not engaged; call power_up() or"
-                                   " engage_pid() first".format(ch))
-            now = rep["time"]
-            if last_time is not None:
-                if now >= last_time:
-                    waited += now - last_time
-                else:  # the device rebooted: its clock restarted
-                    in_band_since = None
-            last_time = now
-            temperature = rep["temperature"]
-            if temperature is not None and abs(temperature - target) <= tolerance:
-                if in_band_since is None:
-                    in_band_since = waited
-                if waited - in_band_since >= settle_s:
-                    return {"temperature": temperature, "target": target, "waited_s": waited}
-            else:
-                in_band_since = None
-            if waited >= timeout_s or time.monotonic() >= wall_deadline:
-                raise TimeoutError(
-                    "channel {} not settled within {} s: temperature {} degC, target {} degC,"
-                    " tolerance {} K; check the PID gains, output limits and target".format(
-                        ch, timeout_s, temperature, target, tolerance))
-            await asyncio.sleep(self._poll_interval)
+        job = self._jobs.get(ch)
+        return None if job is None else {"procedure": job["name"], **job["progress"]}
+
+    def abort(self, ch: int) -> bool:
+        """Stop the procedure running on channel ``ch``, which restores the
+        channel's previous state and raises RuntimeError in its caller.
+        Returns False when none was running."""
+        protocol.check_channel(ch)
+        job = self._jobs.get(ch)
+        if job is None:
+            return False
+        job["abort"].set()
+        return True
+
+    async def step_response(self, ch: int, delta: float, band: float = 0.01,
+                            duration_s: float = 300.0, hold_s: float = 30.0,
+                            back: bool = True) -> dict:
+        """Step channel ``ch``'s target by ``delta`` K and back (PID engaged).
+
+        Returns ``{"up": ..., "down": ...}`` each with ``rise_time_s``,
+        ``overshoot_k``, ``settling_time_s`` (to ``band`` K on a 1 s moving
+        mean; None if not within ``duration_s``), ``steady_std_k``,
+        ``steady_error_k`` and the ``data``. ``abort(ch)`` stops it; the
+        target is put back on every exit.
+        """
+        with self._job(ch, "step_response") as job:
+            return await self._call(procedures.step_response(
+                self._driver, ch, delta, band=band, duration_s=duration_s, hold_s=hold_s,
+                back=back, abort=job["abort"]))
+
+    @contextlib.contextmanager
+    def _job(self, ch: int, name: str):
+        protocol.check_channel(ch)
+        running = self._jobs.get(ch)
+        if running is not None:
+            raise RuntimeError("channel {} is busy: {} is running (abort({}) stops it)".format(
+                ch, running["name"], ch))
+        job = {"name": name, "abort": asyncio.Event(), "progress": {"state": "starting"}}
+        self._jobs[ch] = job
+        try:
+            yield job
+        finally:
+            del self._jobs[ch]
+
+
+def _window(window: Optional[list]) -> tuple:
+    return procedures.SAFE_WINDOW if window is None else tuple(window)
 
 
 class PublicMethods:
@@ -323,10 +359,3 @@ class PublicMethods:
     def __dir__(self) -> list:
         facade = object.__getattribute__(self, "_facade")
         return [name for name in dir(facade) if not name.startswith("_")]
-
-
-def _check_number(name: str, value: Any, zero_ok: bool):
-    protocol.format_number(value, name)  # a finite number, else ValueError naming it
-    if value < 0 or (value == 0 and not zero_ok):
-        raise ValueError("{} must be {}, not {!r}".format(
-            name, "zero or positive" if zero_ok else "positive", value))

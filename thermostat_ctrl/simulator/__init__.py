@@ -9,6 +9,7 @@ and :mod:`.numfmt` (wire number format). The ``thermostat_sim`` command runs it
 stand-alone (:mod:`.cli`).
 """
 
+from .physics import PlantParams
 from .server import Faults, Simulator
 
-__all__ = ["Simulator", "Faults"]
+__all__ = ["Simulator", "Faults", "PlantParams"]

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from .numfmt import F32, encode, to_f32
 from .physics import (
-    DAC_V_PER_A, ITEC_V_PER_A, KELVIN, NOISE_K, TEC_RESISTANCE, VREF, Pid, Plant,
+    DAC_V_PER_A, ITEC_V_PER_A, KELVIN, NOISE_K, TEC_RESISTANCE, VREF, Pid, Plant, PlantParams,
     adc_from_resistance, sens_from_adc, tec_current, temperature_from_sens,
     thermistor_resistance,
 )
@@ -154,10 +154,12 @@ class Device:
 
     ``unplugged()`` returns the channels whose thermistor currently reads full
     scale. ``on_sample(ch)`` is called after every ADC sample while online.
+    ``plants`` gives each channel's thermal parameters.
     """
 
     def __init__(self, firmware: str, rng: random.Random, flash: Flash,
-                 unplugged: Callable[[], set[int]] = set) -> None:
+                 unplugged: Callable[[], set[int]] = set,
+                 plants: tuple[PlantParams, PlantParams] = (PlantParams(), PlantParams())) -> None:
         if firmware not in POSTFILTER_RATES:
             raise ValueError(f"unknown firmware {firmware!r}")
         self.firmware = firmware
@@ -167,7 +169,7 @@ class Device:
         self.on_sample: Optional[Callable[[int], None]] = None
         self.hwrev = (2, 2)
         self.fan_pwm_recommended = False
-        self.plants = [Plant(), Plant()]
+        self.plants = [Plant(plants[0]), Plant(plants[1])]
         self.channels = [Channel(firmware), Channel(firmware)]
         self.online = False
         self.boot_t = 0.0
@@ -242,7 +244,7 @@ class Device:
         if ch in self.unplugged():
             c.adc = c.sens = c.temperature = None
         else:
-            measured = self.plants[ch].temperature + self.rng.gauss(0.0, NOISE_K)
+            measured = self.plants[ch].sensor + self.rng.gauss(0.0, NOISE_K)
             c.adc = adc_from_resistance(thermistor_resistance(measured))
             c.sens = sens_from_adc(c.adc)
             c.temperature = temperature_from_sens(c.sens, c.t0_k, c.r0, c.b)

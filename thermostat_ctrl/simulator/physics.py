@@ -16,7 +16,12 @@ constant                   value       meaning
                                        it lands on the cold side)
 ``AMBIENT_C``              25 °C       ambient / heat-sink temperature
 ``NOISE_K``                3 mK        gaussian noise on each thermistor sample
+``SENSOR_LAG`` τs          1 s         the thermistor follows the mass with this
+                                       first-order lag (its thermal contact)
 =========================  ==========  ==========================================
+
+Heat capacity, thermal resistance (1/G) and sensor lag are configurable per
+channel (:class:`PlantParams`; ``thermostat_sim --heat-capacity`` etc.).
 
 With the FW-2025 limits (±2 A, 4 V ⇒ voltage never binds at 1.5 Ω) the plant
 reaches about 7 °C…55 °C. The current is constant between ADC samples, so each
@@ -32,11 +37,12 @@ Thermistor: 10 kΩ at 25 °C, B = 3800 K (beta equation) in the divider of
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 __all__ = [
     "AMBIENT_C", "HEAT_CAPACITY", "LEAK", "PELTIER", "TEC_RESISTANCE", "NOISE_K",
-    "VREF", "Plant", "Pid", "tec_current", "thermistor_resistance", "adc_from_resistance",
+    "SENSOR_LAG", "VREF", "PlantParams", "Plant", "Pid", "tec_current", "thermistor_resistance", "adc_from_resistance",
     "sens_from_adc", "temperature_from_sens",
 ]
 
@@ -46,6 +52,7 @@ LEAK = 0.5
 PELTIER = 6.0
 TEC_RESISTANCE = 1.5
 NOISE_K = 0.003
+SENSOR_LAG = 1.0
 
 VREF = 1.5          # MAX1968 reference (V)
 DAC_V_PER_A = 0.5   # DAC volts per ampere around the centre point
@@ -57,18 +64,70 @@ KELVIN = 273.15
 _R0, _B, _T0_K = 10_000.0, 3800.0, 25.0 + KELVIN
 
 
+@dataclass(frozen=True)
+class PlantParams:
+    """Thermal parameters of one channel's plant (the defaults are the table above).
+
+    :param heat_capacity: C in J/K of the regulated mass.
+    :param thermal_resistance: 1/G in K/W from the mass to ambient.
+    :param sensor_lag: time constant in s with which the thermistor follows
+        the mass (its thermal contact): the sensor delay of the loop. 0 makes
+        the thermistor read the mass directly.
+    """
+
+    heat_capacity: float = HEAT_CAPACITY
+    thermal_resistance: float = 1.0 / LEAK
+    sensor_lag: float = SENSOR_LAG
+
+    def __post_init__(self) -> None:
+        for name in ("heat_capacity", "thermal_resistance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        lag = self.sensor_lag
+        if not (isinstance(lag, (int, float)) and math.isfinite(lag) and lag >= 0):
+            raise ValueError(f"sensor_lag must be a number >= 0, not {lag!r}")
+
+    @property
+    def time_constant(self) -> float:
+        """C/G in seconds."""
+        return self.heat_capacity * self.thermal_resistance
+
+
 class Plant:
-    """Temperature of one channel's thermal mass, in °C."""
+    """One channel's thermal mass (``temperature``, °C) and the thermistor that
+    follows it with a first-order lag (``sensor``, °C)."""
 
-    __slots__ = ("temperature",)
+    __slots__ = ("params", "temperature", "sensor")
 
-    def __init__(self, temperature: float = AMBIENT_C) -> None:
+    def __init__(self, params: PlantParams = PlantParams(),
+                 temperature: float = AMBIENT_C) -> None:
+        self.params = params
         self.temperature = temperature
+        self.sensor = temperature
 
     def step(self, dt: float, current: float) -> None:
-        """Advance by ``dt`` seconds with a constant TEC ``current`` (A, + = cooling)."""
-        steady = AMBIENT_C + (0.5 * TEC_RESISTANCE * current * current - PELTIER * current) / LEAK
-        self.temperature = steady + (self.temperature - steady) * math.exp(-dt * LEAK / HEAT_CAPACITY)
+        """Advance by ``dt`` seconds with a constant TEC ``current`` (A, + = cooling).
+
+        Both first-order stages are integrated exactly: the mass relaxes to
+        its steady state with τ = C/G, the sensor follows the mass with τs.
+        """
+        p = self.params
+        steady = AMBIENT_C + (0.5 * TEC_RESISTANCE * current * current
+                              - PELTIER * current) * p.thermal_resistance
+        tau, lag = p.time_constant, p.sensor_lag
+        d = self.temperature - steady
+        decay = math.exp(-dt / tau)
+        self.temperature = steady + d * decay
+        if lag == 0:
+            self.sensor = self.temperature
+            return
+        s = self.sensor - steady
+        if abs(tau - lag) < 1e-9 * tau:  # the limit of the general solution
+            self.sensor = steady + (s + d * dt / tau) * decay
+            return
+        a = d * tau / (tau - lag)
+        self.sensor = steady + a * decay + (s - a) * math.exp(-dt / lag)
 
 
 def tec_current(command: float, center: Optional[float], reversed_: bool,

@@ -18,10 +18,11 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from .device import INVALID_INPUT, Device, Flash, Session
 from .grammar import FIRMWARES, parse
+from .physics import PlantParams
 
 __all__ = ["Simulator", "Faults"]
 
@@ -194,11 +195,14 @@ class Simulator:
     simulated clock run that many times faster than wall time; ``seed`` seeds
     the measurement noise; ``flash_path`` mirrors the config flash to a JSON
     file (loaded at construction if it exists); ``reboot_s`` is the simulated
-    time the device stays off the network after ``reset``/``dfu``.
+    time the device stays off the network after ``reset``/``dfu``; ``plant``
+    is the thermal model of both channels (one :class:`PlantParams`) or of
+    each (a pair).
     """
 
     def __init__(self, *, firmware: str = "2025", speed: float = 1.0, seed: Optional[int] = None,
-                 flash_path: Optional[str] = None, reboot_s: float = 3.0) -> None:
+                 flash_path: Optional[str] = None, reboot_s: float = 3.0,
+                 plant: Union[PlantParams, Sequence[PlantParams]] = PlantParams()) -> None:
         firmware = str(firmware)
         if firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
@@ -209,9 +213,13 @@ class Simulator:
         self.firmware = firmware
         self.speed = float(speed)
         self.reboot_s = float(reboot_s)
+        plants = (plant, plant) if isinstance(plant, PlantParams) else tuple(plant)
+        if len(plants) != 2 or not all(isinstance(p, PlantParams) for p in plants):
+            raise ValueError("plant must be a PlantParams or a pair of them, not {!r}"
+                             .format(plant))
         self.faults = Faults()
         self.device = Device(firmware, random.Random(seed), Flash(flash_path),
-                             unplugged=lambda: self.faults.unplugged)
+                             unplugged=lambda: self.faults.unplugged, plants=plants)
         self.device.on_sample = self._on_sample
         self.host = "127.0.0.1"
         self.port = 0
@@ -301,6 +309,12 @@ class Simulator:
         """Noise-free plant temperature of channel ``ch`` (°C)."""
         self.device.advance(self._clock())
         return self.device.plants[ch].temperature
+
+    def sensor_temperature(self, ch: int) -> float:
+        """Noise-free thermistor temperature of channel ``ch`` (°C): the plant's,
+        seen through the sensor lag."""
+        self.device.advance(self._clock())
+        return self.device.plants[ch].sensor
 
     # ---- internals -----------------------------------------------------------
 

@@ -1,0 +1,256 @@
+"""Relay autotune of one channel's PID, with the channel restored on every exit.
+
+1. *noise*: hold the starting current for :data:`NOISE_SAMPLES` samples and
+   measure the sensor noise; the relay's noise band is 3 σ unless given.
+2. *relay*: relay feedback with that band around a bias current that moves to
+   the operating point (the current holding the target), within the output
+   limits; converged cycles give the hysteresis-corrected Ku and Pu.
+3. *identify*: a second relay with a band twice the first oscillation, whose
+   slower cycles show the slow dynamics; a second-order-plus-dead-time model
+   is fitted to both records and reduced to FOPDT (half rule).
+4. gains for every rule, in per-second and per-sample (firmware) units.
+
+Aborts (window, timeout, open thermistor, lost connection, no convergence,
+the caller) restore the channel's previous state before raising.
+"""
+
+import asyncio
+import math
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import protocol
+from ..driver import Thermostat
+from . import tuning
+from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_number,
+                    check_target, check_window, samples)
+
+__all__ = ["autotune", "NOISE_SAMPLES", "RULE_NAMES"]
+
+NOISE_SAMPLES = 48
+RULE_NAMES = tuple(tuning.MODEL_RULES) + tuple(tuning.RULES)
+
+
+async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "simc",
+                   amplitude: Optional[float] = None, hysteresis: Optional[float] = None,
+                   window: float = 3.0, timeout_s: float = 1800.0, cycles: int = 4,
+                   max_cycles: int = 40, apply: bool = False, engage: bool = False,
+                   save: bool = False, safe_window: tuple = SAFE_WINDOW,
+                   on_progress: Optional[Callable[[dict], None]] = None,
+                   abort: Optional[asyncio.Event] = None) -> dict:
+    """Relay-autotune channel ``ch`` at ``target`` °C.
+
+    :param rule: ``"simc"`` (default, model based) or one of
+        :data:`thermostat_ctrl.procedures.tuning.RULES`.
+    :param amplitude: cap on the relay's current swing around the operating
+        point (A); default half the smaller output limit.
+    :param hysteresis: relay noise band (K); default 3 σ of the measured noise.
+    :param window: abort when the temperature leaves ``target ± window`` K
+        (widened to include the start until the target is first crossed).
+    :param timeout_s: abort after this many device (and wall) seconds.
+    :param cycles: consistent cycles needed per relay stage.
+    :param max_cycles: abort when a stage has not converged after this many.
+    :param apply: write the gains and output range (``output_min``,
+        ``output_max`` = the output limits) to the channel; ``engage`` also
+        sets the target and engages the PID; ``save`` then saves to flash.
+    :param on_progress: called with a progress dict on every sample.
+    :param abort: set it to stop the autotune (it raises :class:`Aborted`).
+
+    The output limits are used as set (0 limits are refused); the channel's
+    previous state (PID on/off, target, gains, constant current) is restored
+    whatever happens, unless ``apply`` then writes the new gains.  Returns
+    the gains (per sample and per second), the rule, Ku, Pu, the model, the
+    noise, the cycles and the recorded data.  Raises ValueError for a bad
+    argument (before anything is sent), :class:`ProcedureError` (a
+    RuntimeError) or TimeoutError / ConnectionError when it stops early.
+    """
+    protocol.check_channel(ch)
+    check_target(target, check_window(safe_window))
+    if rule not in RULE_NAMES:
+        raise ValueError("rule must be one of {}, not {!r}".format(", ".join(RULE_NAMES), rule))
+    if amplitude is not None:
+        check_number("amplitude", amplitude)
+    if hysteresis is not None:
+        check_number("hysteresis", hysteresis)
+    check_number("window", window)
+    check_number("timeout_s", timeout_s)
+    for name, value in (("cycles", cycles), ("max_cycles", max_cycles)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError("{} must be an integer >= 2, not {!r}".format(name, value))
+    if max_cycles < cycles:
+        raise ValueError("max_cycles ({}) must not be below cycles ({})".format(
+            max_cycles, cycles))
+    if (engage or save) and not apply:
+        raise ValueError("engage and save need apply=True")
+
+    before = await ChannelState.capture(driver, ch)
+    high, low = before.limits["max_i_pos"], -before.limits["max_i_neg"]
+    if not (high > 0 and low < 0 and before.limits["max_v"] > 0):
+        raise ValueError(
+            "channel {}: output limits max_i_pos {}, max_i_neg {}, max_v {}: all must be"
+            " above 0 (they are 0 after boot); set them first".format(
+                ch, before.limits["max_i_pos"], before.limits["max_i_neg"],
+                before.limits["max_v"]))
+    cap = min(high, -low) / 2 if amplitude is None else amplitude
+    run = _Run(driver, ch, target, window, timeout_s, on_progress, abort)
+    try:
+        result = await run.tune(before, low, high, cap, hysteresis, cycles, max_cycles, rule)
+    except BaseException as e:
+        run.progress(state="restoring")
+        try:
+            await before.restore(driver)
+        except (ConnectionError, TimeoutError) as lost:
+            raise type(lost)("{}; channel {} could NOT be restored ({})".format(
+                e, ch, lost)) from e
+        run.progress(state="failed", error=str(e))
+        raise
+    await before.restore(driver)
+    if apply:
+        gains = result["gains"]
+        await driver.set_pid_params(ch, kp=gains["kp"], ki=gains["ki"], kd=gains["kd"],
+                                    output_min=result["output_min"],
+                                    output_max=result["output_max"])
+        if engage:
+            await driver.set_target(ch, target)
+            await driver.engage_pid(ch)
+        if save:
+            await driver.save_config(ch)
+    result["applied"] = apply
+    run.progress(state="done")
+    return result
+
+
+class _Run:
+    """One autotune's sample loop, safety checks and progress."""
+
+    def __init__(self, driver, ch, target, window, timeout_s, on_progress, abort):
+        self.driver, self.ch, self.target = driver, ch, target
+        self.window, self.timeout_s = window, timeout_s
+        self.on_progress, self.abort = on_progress, abort
+        self.state = "starting"
+        self.start_t = None
+        self.wall_start = time.monotonic()
+        self.elapsed = 0.0
+        self.record = []      # (device time, temperature, measured current)
+        self.intervals = []
+        self.command = None
+        self.bounds = None
+        self.info = {}
+
+    def progress(self, **info) -> None:
+        if "state" in info:
+            self.state = info.pop("state")
+        self.info.update(info)
+        if self.on_progress is not None:
+            self.on_progress({"channel": self.ch, "state": self.state,
+                              "elapsed_s": self.elapsed, **self.info})
+
+    async def drive(self, amps: float, low: float, high: float) -> None:
+        amps = min(max(amps, low), high)
+        if amps != self.command:
+            await self.driver.set_current(self.ch, amps)
+            self.command = amps
+
+    async def stream(self):
+        """New samples, after the safety checks."""
+        async for rep in samples(self.driver, self.ch):
+            if self.abort is not None and self.abort.is_set():
+                raise Aborted("channel {}: autotune aborted by the caller".format(self.ch))
+            t, temperature = rep["time"], rep["temperature"]
+            if self.start_t is None or t < self.start_t:
+                self.start_t = t
+            self.elapsed = t - self.start_t
+            if self.elapsed > self.timeout_s or time.monotonic() - self.wall_start > \
+                    self.timeout_s:
+                raise TimeoutError("channel {}: autotune did not finish within timeout_s = {}"
+                                   " s ({})".format(self.ch, self.timeout_s, self.state))
+            if temperature is None:
+                raise ProcedureError("channel {}: the thermistor reads open (temperature"
+                                     " null); autotune aborted".format(self.ch))
+            if self.bounds is None:
+                self.bounds = (min(temperature, self.target) - self.window,
+                               max(temperature, self.target) + self.window)
+            low, high = self.bounds
+            if not low <= temperature <= high:
+                raise ProcedureError(
+                    "channel {}: temperature {:.3f} degC left the window {:.3f}..{:.3f} degC;"
+                    " autotune aborted (reduce the amplitude or widen the window)".format(
+                        self.ch, temperature, low, high))
+            self.intervals.append(rep["interval"])
+            yield t, temperature, rep["tec_i"]
+
+    async def relay(self, relay: tuning.Relay, stage: str, max_cycles: int, low, high,
+                    remaining) -> None:
+        await self.drive(relay.command, low, high)
+        async for t, temperature, current in self.stream():
+            self.record.append((t, temperature, current))
+            await self.drive(relay.feed(t, temperature, current), low, high)
+            if relay.crossed:
+                self.bounds = (self.target - self.window, self.target + self.window)
+            last = relay.cycles[-1] if relay.cycles else None
+            self.progress(state=stage, temperature=temperature, current=current,
+                          peaks=sum(not math.isnan(h.peak) for h in relay.halves[:-1]),
+                          cycles=len(relay.cycles), bias=relay.bias,
+                          amplitude=last.amplitude if last else None,
+                          period=last.period if last else None,
+                          remaining_s=remaining(relay, last))
+            if relay.converged:
+                return
+            if len(relay.halves) > 2 * max_cycles + 1:  # counts cycles without peaks too
+                raise ProcedureError(
+                    "channel {}: the relay oscillation did not converge in {} cycles ({});"
+                    " autotune aborted".format(self.ch, max_cycles, stage))
+
+    async def tune(self, before, low, high, cap, hysteresis, cycles, max_cycles, rule) -> dict:
+        bias = min(max(before.i_set if before.engaged else 0.0, low), high)
+        self.progress(state="noise")
+        await self.drive(bias, low, high)
+        noise = []
+        async for _, temperature, _ in self.stream():
+            noise.append(temperature)
+            self.progress(remaining_s=None)
+            if len(noise) >= NOISE_SAMPLES:
+                break
+        sigma = tuning.noise_sigma(noise)
+        eps = hysteresis if hysteresis is not None else max(3 * sigma, 1e-3)
+
+        def remaining(stage_cycles, factor):
+            def estimate(relay, last):
+                if last is None:
+                    return None
+                left = max(cycles - len(relay.cycles), 1) * last.period
+                return left + stage_cycles * factor * last.period
+            return estimate
+
+        first = tuning.Relay(self.target, eps, cap, low, high, bias=bias, cycles=cycles)
+        await self.relay(first, "relay", max_cycles, low, high, remaining(cycles + 1, 2.0))
+        ultimate = tuning.analyse(first)
+        second = tuning.Relay(self.target, max(eps, 2 * ultimate.amplitude), cap, low, high,
+                              bias=first.bias, cycles=cycles)
+        await self.relay(second, "identify", max_cycles, low, high, remaining(0, 0))
+        self.progress(state="fitting")
+        slow = tuning.analyse(second)
+        start = next(i for i, s in enumerate(self.record) if s[0] >= first.halves[1].start)
+        t, y, u = zip(*self.record[start:])
+        model = await asyncio.get_running_loop().run_in_executor(
+            None, tuning.fit_model, t, y, u, slow.delay, slow.pu)
+        ts = float(np.median(self.intervals))
+        rules = {}
+        for name in RULE_NAMES:
+            per_second = tuning.tune(name, ultimate, model)
+            rules[name] = {"per_sample": tuning.to_per_sample(per_second, ts),
+                           "per_second": per_second}
+        t_all, y_all, u_all = zip(*self.record)
+        return {
+            "channel": self.ch, "target": self.target, "rule": rule,
+            "gains": rules[rule]["per_sample"], "gains_per_second": rules[rule]["per_second"],
+            "output_min": low, "output_max": high, "rules": rules,
+            "ku": ultimate.ku, "pu": ultimate.pu, "oscillation_k": ultimate.amplitude,
+            "relay_amplitude_a": ultimate.relay_amplitude, "model": model.as_dict(),
+            "noise_k": sigma, "hysteresis_k": eps, "operating_current_a": second.bias,
+            "cycles": len(first.cycles) + len(second.cycles), "sample_period_s": ts,
+            "duration_s": self.elapsed,
+            "data": {"time": list(t_all), "temperature": list(y_all), "current": list(u_all)},
+        }

@@ -1,0 +1,321 @@
+"""Relay feedback, process identification and PID tuning rules (no I/O).
+
+Units and signs follow the firmware (``pid-autotune.md`` §1): temperatures in
+°C, currents in A, positive current cools.  A *per-second* PID has ``kp``
+(A/K), ``ki`` (A/(K·s)) and ``kd`` (A·s/K); the firmware's incremental PID
+evaluated once per sample of period ``Ts`` uses ``kp``, ``ki·Ts`` and
+``kd/Ts`` (:func:`to_per_sample`).
+
+:class:`Relay` is the state machine of an asymmetric relay with hysteresis
+around a bias current that it moves to the operating point (the time-average
+current of each cycle); :func:`analyse` turns its record into the ultimate
+gain and period and a first-order-plus-dead-time (FOPDT) model;
+:func:`tune` applies a rule.
+"""
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["RULES", "MODEL_RULES", "Relay", "RelayAnalysis", "Model", "noise_sigma",
+           "analyse", "fit_model", "tune", "to_per_sample", "TuningError"]
+
+#: Rules on the ultimate gain and period (c0, c1, c2): kp = c0·Ku,
+#: Ki = c1·Ku/Pu, Kd = c2·Ku·Pu (per second), as the device's client has them.
+RULES = {
+    "ziegler-nichols": (0.6, 1.2, 0.075),
+    "tyreus-luyben": (0.4545, 0.2066, 0.07214),
+    "ciancone-marlin": (0.303, 0.1364, 0.0481),
+    "pessen-integral": (0.7, 1.75, 0.105),
+    "some-overshoot": (0.333, 0.667, 0.111),
+    "no-overshoot": (0.2, 0.4, 0.0667),
+}
+#: Rules on the identified FOPDT model.
+MODEL_RULES = ("simc",)
+
+_SMOOTH = 5  # samples in the moving mean that locates the peaks
+
+
+class TuningError(RuntimeError):
+    """The relay experiment cannot give a model (amplitude, limits, noise)."""
+
+
+def noise_sigma(values) -> float:
+    """Sample noise (standard deviation) of a slowly drifting signal, from its
+    second differences, which a linear or slowly curving drift does not affect."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 8:
+        raise ValueError("need at least 8 samples to measure the noise, got {}".format(x.size))
+    return float(np.std(np.diff(x, 2)) / math.sqrt(6.0))
+
+
+@dataclass
+class HalfCycle:
+    """One relay state from switch to switch."""
+
+    state: str            # "cooling" or "heating"
+    start: float          # device time of the switch into it
+    end: float = math.nan
+    command: float = 0.0
+    peak: float = math.nan        # smoothed extreme reached after the switch
+    peak_time: float = math.nan
+    samples: list = field(default_factory=list)  # (t, temperature, current)
+
+
+@dataclass
+class Cycle:
+    """A cooling half followed by a heating half."""
+
+    period: float
+    amplitude: float      # half the peak-to-peak of the smoothed temperature
+    bias: float           # time-average command over the cycle
+
+
+class Relay:
+    """Relay with hysteresis around a moving bias current.
+
+    Cools at ``bias + d`` while the temperature is above ``target -
+    hysteresis`` coming down, heats at ``bias - d`` while below ``target +
+    hysteresis`` coming up.  After each full cycle the bias becomes the
+    cycle's time-average command (the current that holds the mean at the
+    target) and ``d = min(amplitude, high - bias, bias - low)``, or the two
+    sides' own headroom when ``symmetric`` is False.  ``converged`` once the
+    means of the last ``cycles`` cycles' amplitude and period are known to
+    ``tolerance`` (relative standard error; a switch comes up to one sample
+    late, so single cycles scatter) and the bias's to ``tolerance·d``.
+    """
+
+    def __init__(self, target: float, hysteresis: float, amplitude: float, low: float,
+                 high: float, bias: float = 0.0, cycles: int = 4, tolerance: float = 0.05,
+                 symmetric: bool = True):
+        if not low < high:
+            raise ValueError("low ({}) must be below high ({})".format(low, high))
+        self.target = target
+        self.hysteresis = hysteresis
+        self.amplitude = amplitude
+        self.low, self.high = low, high
+        self.needed = cycles
+        self.tolerance = tolerance
+        self.symmetric = symmetric
+        self.bias = min(max(bias, low), high)
+        self.halves: list = []
+        self.cycles: list = []
+        self.crossed = False
+        self._smooth: deque = deque(maxlen=_SMOOTH)
+        self._amplitudes()
+
+    def _amplitudes(self) -> None:
+        up, down = self.high - self.bias, self.bias - self.low
+        if self.symmetric:
+            up = down = min(up, down)
+        self.cool = min(self.amplitude, up)
+        self.heat = min(self.amplitude, down)
+        if min(self.cool, self.heat) < 0.05 * self.amplitude:
+            raise TuningError(
+                "the operating point {:.3f} A is at the output limit ({:.3f}..{:.3f} A): the"
+                " relay has no room on one side; widen the limits or choose another target"
+                .format(self.bias, self.low, self.high))
+
+    @property
+    def state(self) -> Optional[str]:
+        """``"cooling"``, ``"heating"``, or None before the first sample."""
+        return self.halves[-1].state if self.halves else None
+
+    @property
+    def command(self) -> float:
+        """The current to drive now."""
+        return self.halves[-1].command if self.halves else self.bias
+
+    @property
+    def converged(self) -> bool:
+        """True when the last cycles agree (see the class docstring)."""
+        last = self.cycles[-self.needed:]
+        if len(last) < self.needed:
+            return False
+        biases = [c.bias for c in last]
+        return (_error(c.amplitude for c in last) < self.tolerance
+                and _error(c.period for c in last) < self.tolerance
+                and np.std(biases) / math.sqrt(self.needed)
+                < self.tolerance * min(self.cool, self.heat))
+
+    def feed(self, t: float, temperature: float, current: float) -> float:
+        """Take one sample (device time, temperature, measured current);
+        return the current to drive."""
+        self._smooth.append((t, temperature))
+        if not self.halves:
+            self._switch(t, "cooling" if temperature > self.target else "heating")
+        half = self.halves[-1]
+        half.samples.append((t, temperature, current))
+        if len(self._smooth) == _SMOOTH:
+            mid_t = self._smooth[_SMOOTH // 2][0]
+            mean = sum(v for _, v in self._smooth) / _SMOOTH
+            further = mean > half.peak if half.state == "cooling" else mean < half.peak
+            if mid_t >= half.start and (math.isnan(half.peak) or further):
+                half.peak, half.peak_time = mean, mid_t
+        if half.state == "heating" and temperature > self.target + self.hysteresis:
+            self._switch(t, "cooling")
+        elif half.state == "cooling" and temperature < self.target - self.hysteresis:
+            self._switch(t, "heating")
+        return self.command
+
+    def _switch(self, t: float, state: str) -> None:
+        if self.halves:
+            self.halves[-1].end = t
+            self.crossed = True
+        if state == "cooling" and len(self.halves) >= 3:
+            self._close_cycle()
+        command = self.bias + self.cool if state == "cooling" else self.bias - self.heat
+        self.halves.append(HalfCycle(state, t, command=command))
+
+    def _close_cycle(self) -> None:
+        cool, heat = self.halves[-2], self.halves[-1]
+        if cool.state != "cooling" or math.isnan(cool.peak) or math.isnan(heat.peak):
+            return
+        period = heat.end - cool.start
+        bias = (cool.command * (cool.end - cool.start)
+                + heat.command * (heat.end - heat.start)) / period
+        self.cycles.append(Cycle(period, (cool.peak - heat.peak) / 2, bias))
+        self.bias = bias
+        self._amplitudes()
+
+
+def _error(values) -> float:
+    """Relative standard error of the mean of ``values``."""
+    x = np.fromiter(values, dtype=float)
+    mean = abs(float(np.mean(x)))
+    return float(np.std(x)) / (mean * math.sqrt(x.size)) if mean else math.inf
+
+
+@dataclass
+class Model:
+    """The process seen by the PID: ``K·e^(-L·s) / ((T1·s + 1)(T2·s + 1))``,
+    temperature per ampere of *heating* (K > 0 in K/A; T1 ≥ T2 and L in s),
+    and its first-order-plus-dead-time reduction by Skogestad's half rule
+    (``T = T1 + T2/2``, ``L_fopdt = L + T2/2``)."""
+
+    gain: float
+    t1: float
+    t2: float
+    dead_time: float
+
+    @property
+    def fopdt(self) -> tuple:
+        """(K, T, L) of the half-rule FOPDT model."""
+        return self.gain, self.t1 + self.t2 / 2, self.dead_time + self.t2 / 2
+
+    def as_dict(self) -> dict:
+        """The model as plain numbers: ``K``, ``T``, ``L`` (FOPDT) and the
+        second-order fit ``T1``, ``T2``, ``L0``."""
+        k, t, dead = self.fopdt
+        return {"K": k, "T": t, "L": dead, "T1": self.t1, "T2": self.t2, "L0": self.dead_time}
+
+
+@dataclass
+class RelayAnalysis:
+    """What a converged relay experiment measured."""
+
+    ku: float               # hysteresis-corrected ultimate gain (A/K)
+    pu: float               # ultimate period (s)
+    amplitude: float        # temperature oscillation, half peak-to-peak (K)
+    relay_amplitude: float  # half the measured current swing (A)
+    delay: float            # mean time from a switch to the following peak (s)
+    cycles: int
+
+
+def analyse(relay: Relay) -> RelayAnalysis:
+    """Hysteresis-corrected ultimate gain and period of the relay's last cycles,
+    with the relay amplitude taken from the measured currents."""
+    n = relay.needed
+    cycles = relay.cycles[-n:]
+    halves = relay.halves[-2 * n - 1:-1]  # the complete halves of those cycles
+    a = sum(c.amplitude for c in cycles) / n
+    pu = sum(c.period for c in cycles) / n
+    cooling = [s[2] for h in halves if h.state == "cooling" for s in h.samples]
+    heating = [s[2] for h in halves if h.state == "heating" for s in h.samples]
+    d = float(np.mean(cooling) - np.mean(heating)) / 2
+    eps = relay.hysteresis
+    if not a > 1.2 * eps:
+        raise TuningError(
+            "the oscillation ({:.4f} K) is not above the noise band ({:.4f} K): increase the"
+            " relay amplitude".format(a, eps))
+    if not d > 0:
+        raise TuningError("no current flowed during the relay: check the output limits"
+                          " and the TEC wiring")
+    ku = 4 * d / (math.pi * math.sqrt(a * a - eps * eps))
+    delay = float(np.mean([h.peak_time - h.start for h in halves]))
+    return RelayAnalysis(ku, pu, a, d, max(delay, 0.0), n)
+
+
+def fit_model(t, temperature, current, delay: float, period: float) -> Model:
+    """Least-squares fit (output error) of :class:`Model` to a record of
+    device times, temperatures and measured currents: a grid over T1, T2 and
+    L around the relay's ``period`` and apparent ``delay``, the gain, offset
+    and the decay of the unknown initial state solved linearly for each."""
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(temperature, dtype=float)
+    u = np.asarray(current, dtype=float)
+    dt = np.diff(t, prepend=t[0])
+    rel = t - t[0]
+    best = None
+    for lag in np.linspace(0.0, 1.5 * delay, 7):
+        ud = np.interp(t - lag, t, u, left=u[0])  # the current as the process sees it
+        for t1 in period * np.geomspace(0.5, 200.0, 14):
+            x1 = _first_order(ud, dt, t1)
+            for t2 in period * np.array([0.0, 0.02, 0.04, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5]):
+                if t2 > t1:
+                    continue
+                x = _first_order(x1, dt, t2) if t2 > 0 else x1
+                basis = np.column_stack([np.ones_like(x), x, np.exp(-rel / t1),
+                                         np.exp(-rel / max(t2, 1e-3))])
+                coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+                err = float(np.sum((basis @ coef - y) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, -coef[1], t1, t2, lag)
+    _, gain, t1, t2, lag = best
+    if not gain > 0:
+        raise TuningError("the temperature did not respond to the current as a heater/cooler"
+                          " should (gain {:.3g} K/A): check the polarity".format(gain))
+    return Model(float(gain), float(t1), float(t2), float(lag))
+
+
+def _first_order(u: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
+    decay = np.exp(-dt / tau).tolist()
+    x = []
+    state = float(u[0])
+    for d, v in zip(decay, u.tolist()):  # plain floats: several times faster than numpy scalars
+        state = d * state + (1 - d) * v
+        x.append(state)
+    return np.array(x)
+
+
+def tune(rule: str, analysis: RelayAnalysis, model: Model) -> dict:
+    """Per-second gains ``{"kp", "ki", "kd"}`` from ``rule``: one of
+    :data:`RULES` (on Ku, Pu) or ``"simc"`` (Skogestad's SIMC on the FOPDT
+    model, closed-loop time constant = dead time, with a derivative of a
+    third of the dead time in series form, Grimholt & Skogestad 2012)."""
+    if rule in RULES:
+        c0, c1, c2 = RULES[rule]
+        ku, pu = analysis.ku, analysis.pu
+        return {"kp": c0 * ku, "ki": c1 * ku / pu, "kd": c2 * ku * pu}
+    if rule == "simc":
+        gain, tau, dead = model.fopdt
+        dead = max(dead, 1e-3)
+        tc = dead
+        kc = tau / (gain * (tc + dead))
+        ti = min(tau, 4 * (tc + dead))
+        td = dead / 3
+        factor = 1 + td / ti  # series to parallel form
+        return {"kp": kc * factor, "ki": kc / ti, "kd": kc * td}
+    raise ValueError("rule must be one of {}, not {!r}".format(
+        ", ".join(list(RULES) + list(MODEL_RULES)), rule))
+
+
+def to_per_sample(gains: dict, sample_period: float) -> dict:
+    """Firmware gains of per-second ``gains``: kp, ki·Ts, kd/Ts."""
+    if not sample_period > 0:
+        raise ValueError("sample_period must be positive, not {!r}".format(sample_period))
+    return {"kp": gains["kp"], "ki": gains["ki"] * sample_period,
+            "kd": gains["kd"] / sample_period}
