@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import SimThread, wait_until
+from harness import SimThread, wait_until
 from thermostat_ctrl import cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -96,8 +96,9 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "memory_s": args.memory_s, "fields": parse_fields(args.fields),
         "firmware": args.firmware,
     }
-    if args.device or args.simulation:
+    if args.device is not None or args.simulation is not None:
         settings.pop("simulation", None)  # the command line's devices replace the file's
+        settings.pop("file_devices", None)
     settings.update({k: v for k, v in given.items() if v is not None})
     return settings
 
@@ -106,7 +107,7 @@ def config_from_args(parser: argparse.ArgumentParser,
                      args: argparse.Namespace) -> tuple[BridgeConfig, int]:
     """The :class:`BridgeConfig` and HTTP port of parsed arguments; one line
     and exit status 2 when they are invalid."""
-    if not (args.device or args.simulation or args.config):
+    if args.device is None and args.simulation is None and args.config is None:
         parser.error("give the devices: -d/--device, --simulation or --config")
     try:
         settings = settings_from_args(args)

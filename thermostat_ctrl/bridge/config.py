@@ -221,22 +221,25 @@ def parse_device(spec: str, position: int) -> tuple[str, str]:
     return name, address
 
 
-def build(devices: Sequence[str] = (), simulation: int = 0, file_devices: Sequence[dict] = (),
+def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
+          file_devices: Sequence[dict] = (),
           poll_period: float = 1.0, fields: Optional[tuple] = None, firmware: str = "auto",
           timeout: Optional[float] = None, **settings: Any) -> BridgeConfig:
     """A :class:`BridgeConfig` from device entries and settings.
 
     ``devices`` are ``[NAME=]HOST[:PORT]`` entries; ``simulation`` is a number
-    of simulated devices; ``file_devices`` are the ``[[device]]`` tables of a
+    of simulated devices (``true`` in a file: one); ``file_devices`` are the ``[[device]]`` tables of a
     TOML file (used when neither of the other two is given), whose own keys
     override ``poll_period``, ``fields``, ``firmware`` and ``timeout``.
     ``settings`` are the other :class:`BridgeConfig` fields.
     """
     defaults = dict(poll_period=poll_period, fields=fields, firmware=firmware, timeout=timeout)
-    if devices and simulation:
+    if simulation is True:
+        simulation = 1
+    if devices and simulation is not None:
         raise ValueError("give devices or a simulation, not both")
-    if simulation:
-        if not 1 <= simulation <= MAX_SIMULATED:
+    if simulation is not None and simulation is not False:
+        if not isinstance(simulation, int) or not 1 <= simulation <= MAX_SIMULATED:
             raise ValueError("simulation needs 1 to {} devices, not {}".format(
                 MAX_SIMULATED, simulation))
         entries = [DeviceConfig(DEFAULT_NAME.format(i), None, **defaults)
