@@ -18,6 +18,8 @@ setup(
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
+        "isal>=1.6",
+        "tomli>=1.1; python_version < '3.11'",
         "rich>=13",
     ],
     extras_require={

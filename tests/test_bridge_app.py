@@ -325,15 +325,18 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     assert poller.fields == ["temperature", "pid_engaged"]
 
 
-def test_render_of_warmed_and_new_rows():
+def test_render_of_recent_and_other_rows():
+    """Rows rendered once as they arrive and rows rendered on demand come out
+    byte for byte the same."""
     rng = np.random.default_rng(1)
     values = np.round(rng.normal(20, 5, size=(3600, 26)), 6)
     values[::9, 4] = math.nan
     values[:, 10:12] = rng.integers(0, 2, size=(3600, 2))
     ts = 1_795_759_540_000 + 1000 * np.arange(3600, dtype=np.int64)
     columns = ["f{}_ch{}".format(i // 2, i % 2) for i in range(26)]
-    for row in values:
-        render.warm(columns, row)  # as the render consumer does for each sample
+    recent = render.RecentRows(600)
+    for t, row in zip(ts, values):
+        recent.add(int(t), columns, row)  # as the render consumer does for each sample
     body = render.to_csv(ts, columns, values)
     text = render.to_json(ts, columns, values)
     rows = parse_csv(body.decode())
@@ -343,3 +346,14 @@ def test_render_of_warmed_and_new_rows():
     parsed = json.loads(text)
     assert len(parsed) == 3600 and parsed[0]["f2_ch0"] is None
     assert parsed[1]["f0_ch0"] == values[1, 0] and parsed[1]["ts"] == ts[1]
+    window = slice(3000, 3600)  # what the recent rows hold
+    assert recent.take(ts[window], columns, 0) is not None
+    assert render.to_csv(ts[window], columns, values[window], recent) == \
+        render.to_csv(ts[window], columns, values[window])
+    assert render.to_json(ts[window], columns, values[window], recent) == \
+        render.to_json(ts[window], columns, values[window])
+    # Rows it does not hold (long gone), rows not consecutive in it, or other
+    # columns are rendered on demand.
+    assert recent.take(ts[:600], columns, 0) is None
+    assert recent.take(ts[3000:3600:2], columns, 0) is None
+    assert recent.take(ts[window], columns[:2], 1) is None

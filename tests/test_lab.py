@@ -4,6 +4,7 @@ directory, and a sample bus whose slow consumers never cost the log a row."""
 import contextlib
 import json
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -303,3 +304,9 @@ def test_toml_file(tmp_path):
     assert (laser.name, laser.address, laser.poll_period, laser.fields) == (
         "laser", "10.0.0.5", 2.0, ("temperature",))
     assert (cavity.poll_period, cavity.firmware) == (0.1, "2023")
+
+
+def test_the_systemd_example_configuration_is_valid():
+    path = Path(__file__).resolve().parent.parent / "scripts/systemd/thermostat-bridge.toml"
+    config = bridge_config_module.build(**bridge_config_module.read_toml(str(path)))
+    assert [(d.name, d.address) for d in config.devices] == [("thermostat0", "192.168.1.26")]

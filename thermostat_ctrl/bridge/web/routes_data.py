@@ -105,17 +105,18 @@ def _range(from_ms: Optional[int], to_ms: Optional[int], default_ms: int) -> tup
     return from_ms, to_ms
 
 
-async def _rendered(device: Device, render_table: Callable, from_ms: Optional[int],
-                    to_ms: Optional[int], fields: Optional[str], max_points: Optional[int],
-                    default_ms: int) -> bytes:
+async def _rendered(request: Request, device: Device, render_table: Callable,
+                    from_ms: Optional[int], to_ms: Optional[int], fields: Optional[str],
+                    max_points: Optional[int], default_ms: int) -> bytes:
     """Query the store and render the rows, in a worker thread (the store may
     read files; the event loop keeps serving meanwhile)."""
     start, end = _range(from_ms, to_ms, default_ms)
     columns = _columns(device, fields)
+    recent = request.app.state.recent_rows[device.name]
 
     def work() -> bytes:
         table = device.store.query(start, end, columns, max_points or MAX_POINTS_CAP)
-        return render_table(table.ts, table.columns, table.values)
+        return render_table(table.ts, table.columns, table.values, recent)
 
     return await run_in_threadpool(work)
 
@@ -151,13 +152,13 @@ async def report(request: Request, device: Device = Depends(device_of)) -> Respo
 
 @router.get("/series", response_model=list[dict[str, Cell]],
             responses={200: {"content": {"application/json": {"example": [_EXAMPLE_ROW]}}}})
-async def series(device: Device = Depends(device_of), from_ms: FromMs = None,
-                 to: ToMs = None, fields: Fields = None,
+async def series(request: Request, device: Device = Depends(device_of),
+                 from_ms: FromMs = None, to: ToMs = None, fields: Fields = None,
                  max_points: MaxPoints = None) -> Response:
     """Stored rows between `from` and `to` (default: the memory window) as
     JSON objects keyed by the CSV column names; null for missing values.
     Older ranges are read from the CSV log."""
-    body = await _rendered(device, render.to_json, from_ms, to, fields, max_points,
+    body = await _rendered(request, device, render.to_json, from_ms, to, fields, max_points,
                            int(device.memory_s * 1000))
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -166,13 +167,13 @@ async def series(device: Device = Depends(device_of), from_ms: FromMs = None,
             responses={200: {"content": {CSV_MEDIA_TYPE: {"example": (
                 "time,ts,temperature_ch0,temperature_ch1\n"
                 "2026-11-28T06:05:40.123Z,1795759540123,24.9987,\n")}}}})
-async def data_csv(device: Device = Depends(device_of), from_ms: FromMs = None,
-                   to: ToMs = None, fields: Fields = None,
+async def data_csv(request: Request, device: Device = Depends(device_of),
+                   from_ms: FromMs = None, to: ToMs = None, fields: Fields = None,
                    max_points: MaxPoints = None) -> Response:
     """Stored rows between `from` and `to` (default: the last 24 hours) as
     CSV: header `time,ts,<field>_ch0,...`, integer `ts`, an empty cell for a
     missing value.  Gzipped when the client accepts it."""
-    body = await _rendered(device, render.to_csv, from_ms, to, fields, max_points,
+    body = await _rendered(request, device, render.to_csv, from_ms, to, fields, max_points,
                            CSV_DEFAULT_MS)
     return Response(body, media_type=CSV_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
