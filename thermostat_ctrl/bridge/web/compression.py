@@ -7,15 +7,8 @@ goes out compressed.  Streamed responses (Server-Sent Events) and responses
 that already carry a ``Content-Encoding`` pass through untouched.
 """
 
-from typing import Awaitable, Callable, MutableMapping
-
 from isal import igzip
-
-Scope = MutableMapping
-Message = MutableMapping
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: ISA-L level 1: a 330 kB JSON answer in about 1 ms, as small as zlib's level 1.
 LEVEL = 1

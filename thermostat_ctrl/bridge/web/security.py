@@ -15,13 +15,9 @@ It adds no CORS headers: browsers on other origins cannot read the API.
 
 import hmac
 import json
-from typing import Awaitable, Callable, MutableMapping, Optional
+from typing import Optional
 
-Scope = MutableMapping
-Message = MutableMapping
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_QUERY = 2048
 MAX_PATH = 1024
