@@ -15,7 +15,7 @@ import asyncio
 import logging
 import sys
 
-from . import protocol
+from . import argtypes, protocol
 from .driver import Thermostat
 from .rpc import PublicMethods, ThermostatRPC
 
@@ -27,21 +27,6 @@ MISSING_SIPYCO = ("aqctl_thermostat needs sipyco, which is not installed (it is 
                   "pip install git+https://github.com/m-labs/sipyco, or use the nix flake in nix/")
 
 
-def _device_address(text: str) -> tuple:
-    """``HOST[:PORT]`` as (host, port), for argparse."""
-    try:
-        return protocol.parse_address(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive, not {!r}".format(text))
-    return value
-
-
 def get_argparser() -> argparse.ArgumentParser:
     """Command-line parser of ``aqctl_thermostat`` (needs sipyco)."""
     from sipyco import common_args
@@ -51,17 +36,17 @@ def get_argparser() -> argparse.ArgumentParser:
             TARGET_NAME))
     device = parser.add_argument_group("device")
     which = device.add_mutually_exclusive_group(required=True)
-    which.add_argument("-d", "--device", type=_device_address, metavar="HOST[:PORT]",
+    which.add_argument("-d", "--device", type=argtypes.address, metavar="HOST[:PORT]",
                        help="address of the Thermostat (port 23 when omitted)")
     which.add_argument("--simulation", action="store_true",
                        help="serve the built-in simulator (in this process) instead of a device")
     device.add_argument("--firmware", choices=("auto", "2023", "2025"), default="auto",
                         help="firmware dialect, detected on connect by default; with"
                              " --simulation also the simulated firmware (default 2025)")
-    device.add_argument("--timeout", type=_positive, default=5.0,
+    device.add_argument("--timeout", type=argtypes.positive, default=5.0,
                         help="seconds allowed for connecting and for each reply"
                              " (default: %(default)s)")
-    device.add_argument("--speed", type=_positive, default=None,
+    device.add_argument("--speed", type=argtypes.positive, default=None,
                         help="with --simulation: simulated seconds per real second (default 1)")
     try:
         common_args.simple_network_args(parser, DEFAULT_PORT, ssl=True)

@@ -11,11 +11,10 @@ restores the channel and exits with 130.
 import argparse
 import asyncio
 import json
-import math
 import sys
 from typing import Optional, Sequence
 
-from . import procedures, protocol
+from . import argtypes, procedures
 from .driver import Thermostat
 from .simulator import PlantParams, Simulator
 from .simulator.physics import HEAT_CAPACITY, LEAK, SENSOR_LAG
@@ -38,57 +37,27 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: {!r}".format(text)) from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError("not a finite number: {!r}".format(text))
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive, not {!r}".format(text))
-    return value
-
-
-def _channel(text: str) -> int:
-    if text not in ("0", "1"):
-        raise argparse.ArgumentTypeError("channel must be 0 or 1, not {!r}".format(text))
-    return int(text)
-
-
-def _address(text: str) -> tuple:
-    try:
-        return protocol.parse_address(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _plant_value(text: str) -> tuple:
     """``VALUE`` (both channels) or ``CH:VALUE``."""
     ch, sep, value = text.rpartition(":")
-    channels = (0, 1) if not sep else (_channel(ch),)
-    return channels, _number(value)
+    channels = (0, 1) if not sep else (argtypes.channel(ch),)
+    return channels, argtypes.number(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line parser of ``thermostat_ctrl``."""
     p = _Parser(prog="thermostat_ctrl", description="Sinara Thermostat at the bench.")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("-d", "--device", type=_address, metavar="HOST[:PORT]",
+    which.add_argument("-d", "--device", type=argtypes.address, metavar="HOST[:PORT]",
                        help="address of the Thermostat (port 23 when omitted)")
     which.add_argument("--simulation", action="store_true",
                        help="a simulated device in this process, output limits 1 A, 1 A, 4 V")
     p.add_argument("--firmware", choices=("auto", "2023", "2025"), default="auto",
                    help="firmware dialect (default: detected; simulated: 2025)")
-    p.add_argument("--timeout", type=_positive, default=5.0,
+    p.add_argument("--timeout", type=argtypes.positive, default=5.0,
                    help="seconds allowed per reply (default %(default)s)")
     sim = p.add_argument_group("simulation", "with --simulation; VALUE or CH:VALUE")
-    sim.add_argument("--speed", type=_positive, default=1.0,
+    sim.add_argument("--speed", type=argtypes.positive, default=1.0,
                      help="simulated seconds per real second (default %(default)s)")
     sim.add_argument("--heat-capacity", type=_plant_value, action="append", default=[],
                      metavar="[CH:]J_PER_K", help="default {}".format(HEAT_CAPACITY))
@@ -103,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, channel: bool = True) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         if channel:
-            c.add_argument("channel", type=_channel, help="0 or 1")
+            c.add_argument("channel", type=argtypes.channel, help="0 or 1")
         return c
 
     def window(c: argparse.ArgumentParser) -> None:
-        c.add_argument("--safe-window", type=_number, nargs=2, metavar=("LOW", "HIGH"),
+        c.add_argument("--safe-window", type=argtypes.number, nargs=2, metavar=("LOW", "HIGH"),
                        default=procedures.SAFE_WINDOW,
                        help="allowed targets in degC (default %(default)s)")
 
@@ -116,53 +85,53 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("get", "a setting of both channels, as JSON", channel=False)
     c.add_argument("topic", choices=GET_TOPICS)
     c = command("set-target", "set the PID target (degC)")
-    c.add_argument("target", type=_number)
+    c.add_argument("target", type=argtypes.number)
     window(c)
     c = command("set-pid", "set PID gains (per sample) and output range (A)")
     for name in ("kp", "ki", "kd", "output-min", "output-max"):
-        c.add_argument("--" + name, type=_number)
+        c.add_argument("--" + name, type=argtypes.number)
     c = command("set-limits", "set output limits")
     for name in ("max-i-pos", "max-i-neg", "max-v"):
-        c.add_argument("--" + name, type=_number)
+        c.add_argument("--" + name, type=argtypes.number)
     c = command("set-current", "drive a fixed current (A, positive cools; disengages the PID)")
-    c.add_argument("amps", type=_number)
+    c.add_argument("amps", type=argtypes.number)
     command("engage", "hand the output to the PID")
     c = command("power-up", "limits, gains, target, then engage the PID")
-    c.add_argument("target", type=_number)
+    c.add_argument("target", type=argtypes.number)
     for name in ("kp", "ki", "kd", "max-i-pos", "max-i-neg", "max-v"):
-        c.add_argument("--" + name, type=_number)
+        c.add_argument("--" + name, type=argtypes.number)
     window(c)
     c = command("wait-settled", "wait until within tolerance of the target")
-    c.add_argument("--tolerance", type=_positive, default=0.01, help="K (default %(default)s)")
-    c.add_argument("--settle-s", type=_number, default=10.0, help="default %(default)s")
-    c.add_argument("--timeout-s", type=_positive, default=600.0, help="default %(default)s")
+    c.add_argument("--tolerance", type=argtypes.positive, default=0.01, help="K (default %(default)s)")
+    c.add_argument("--settle-s", type=argtypes.number, default=10.0, help="default %(default)s")
+    c.add_argument("--timeout-s", type=argtypes.positive, default=600.0, help="default %(default)s")
     c = command("autotune", "relay autotune; Ctrl-C aborts and restores the channel")
-    c.add_argument("--target", type=_number, required=True, help="degC")
+    c.add_argument("--target", type=argtypes.number, required=True, help="degC")
     c.add_argument("--rule", choices=procedures.RULE_NAMES, default="simc")
-    c.add_argument("--amplitude", type=_positive, help="relay swing cap (A)")
-    c.add_argument("--hysteresis", type=_positive, help="noise band (K; default measured)")
-    c.add_argument("--window", type=_positive, default=3.0, help="K (default %(default)s)")
-    c.add_argument("--timeout-s", type=_positive, default=1800.0, help="default %(default)s")
+    c.add_argument("--amplitude", type=argtypes.positive, help="relay swing cap (A)")
+    c.add_argument("--hysteresis", type=argtypes.positive, help="noise band (K; default measured)")
+    c.add_argument("--window", type=argtypes.positive, default=3.0, help="K (default %(default)s)")
+    c.add_argument("--timeout-s", type=argtypes.positive, default=1800.0, help="default %(default)s")
     c.add_argument("--apply", action="store_true", help="write the gains")
     c.add_argument("--engage", action="store_true", help="with --apply: regulate at target")
     c.add_argument("--save", action="store_true", help="with --apply: save to flash")
     c.add_argument("--json", action="store_true", help="print the whole result as JSON")
     window(c)
     c = command("step-test", "a target step of DELTA K and back, with its figures")
-    c.add_argument("delta", type=_number)
-    c.add_argument("--band", type=_positive, default=0.01, help="K (default %(default)s)")
-    c.add_argument("--duration-s", type=_positive, default=300.0, help="default %(default)s")
-    c.add_argument("--hold-s", type=_positive, default=30.0, help="default %(default)s")
+    c.add_argument("delta", type=argtypes.number)
+    c.add_argument("--band", type=argtypes.positive, default=0.01, help="K (default %(default)s)")
+    c.add_argument("--duration-s", type=argtypes.positive, default=300.0, help="default %(default)s")
+    c.add_argument("--hold-s", type=argtypes.positive, default=30.0, help="default %(default)s")
     c.add_argument("--no-back", action="store_true", help="stay at the stepped target")
-    c.add_argument("--target", type=_number, help="power up at this target first (degC)")
+    c.add_argument("--target", type=argtypes.number, help="power up at this target first (degC)")
     for name in ("kp", "ki", "kd"):
-        c.add_argument("--" + name, type=_number, help="with --target")
+        c.add_argument("--" + name, type=argtypes.number, help="with --target")
     c.add_argument("--json", action="store_true", help="print the result with its data")
     window(c)
     for name, what in (("save", "save"), ("load", "load")):
         c = command(name, "{} configuration (both channels unless CH)".format(what),
                     channel=False)
-        c.add_argument("channel", type=_channel, nargs="?")
+        c.add_argument("channel", type=argtypes.channel, nargs="?")
     command("reset", "reboot the device", channel=False)
     return p
 

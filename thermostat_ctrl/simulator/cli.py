@@ -13,36 +13,8 @@ import signal
 import sys
 from typing import Optional, Sequence
 
+from .. import argtypes
 from .server import Simulator
-
-
-def _finite_float(text: str, zero_ok: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be {'>= 0' if zero_ok else 'a positive number'}: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    return _finite_float(text, zero_ok=False)
-
-
-def _non_negative_float(text: str) -> float:
-    return _finite_float(text, zero_ok=True)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,16 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="thermostat_sim",
         description="Simulated Sinara Thermostat (TEC controller) speaking the TCP line protocol.")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=_port, default=2323,
+    p.add_argument("--port", type=argtypes.port, default=2323,
                    help="TCP port, 0 picks a free one (default %(default)s; the device uses 23)")
     p.add_argument("--firmware", choices=("2025", "2023"), default="2025",
                    help="protocol dialect (default %(default)s)")
-    p.add_argument("--speed", type=_positive_float, default=1.0,
+    p.add_argument("--speed", type=argtypes.positive, default=1.0,
                    help="simulated seconds per wall-clock second (default %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="seed of the measurement noise")
     p.add_argument("--flash", metavar="FILE", default=None,
                    help="persist the config flash (save/ipv4) to this JSON file")
-    p.add_argument("--delay-ms", type=_non_negative_float, default=0.0,
+    p.add_argument("--delay-ms", type=argtypes.non_negative, default=0.0,
                    help="fault: delay every reply by this many milliseconds")
     p.add_argument("--hang", action="store_true", help="fault: read commands but never reply")
     p.add_argument("--unplug", type=int, choices=(0, 1), action="append", default=[],

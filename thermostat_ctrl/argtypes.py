@@ -1,0 +1,59 @@
+"""argparse ``type=`` converters shared by the command lines
+(``thermostat_ctrl``, ``aqctl_thermostat``, ``thermostat_sim``): each turns
+a bad value into argparse's one-line usage error naming the argument."""
+
+import argparse
+import math
+
+from . import protocol
+
+__all__ = ["number", "positive", "non_negative", "port", "address", "channel"]
+
+
+def number(text: str) -> float:
+    """A finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: {!r}".format(text)) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("not a finite number: {!r}".format(text))
+    return value
+
+
+def positive(text: str) -> float:
+    """A finite number above zero."""
+    value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive, not {!r}".format(text))
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number, zero or above."""
+    value = number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0, not {!r}".format(text))
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0 (pick a free one) to 65535."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("not a port number (0..65535): {!r}".format(text))
+    return int(text)
+
+
+def address(text: str) -> tuple:
+    """``HOST[:PORT]`` as (host, port), port 23 by default."""
+    try:
+        return protocol.parse_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def channel(text: str) -> int:
+    """Channel 0 or 1."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError("channel must be 0 or 1, not {!r}".format(text))
+    return int(text)
