@@ -36,6 +36,7 @@ from typing import Optional
 import httpx
 
 from thermostat_ctrl.bridge.acquisition.simulation import Simulation
+from thermostat_ctrl.bridge.storage.csvformat import log_files
 from thermostat_ctrl.simulator import Simulator
 
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
@@ -209,7 +210,7 @@ async def soak(args: argparse.Namespace) -> dict:
                              client_loop(url, run, rng, until),
                              rss_loop(bridge.pid, run, began, until))
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-            run.health = (await client.get("/health")).json()
+            run.health = (await client.get("/health", params={"device": "thermostat0"})).json()
         end_ms = now_ms()
     finally:
         if bridge.returncode is None:
@@ -225,7 +226,8 @@ def analyse(run: Run, data_dir: Path, began_ms: int, end_ms: int, period: float,
     """Figures of a finished soak from its CSV files and records."""
     period_ms = period * 1000
     ts = []
-    for path in sorted(data_dir.glob("thermostat-*.csv")):
+    folder = data_dir / "thermostat0"
+    for path in [folder / name for name in log_files(p.name for p in folder.iterdir())]:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         ts.extend(int(row[1]) for row in rows[1:])
