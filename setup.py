@@ -18,6 +18,7 @@ setup(
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
+        "httpx>=0.25",
     ],
     extras_require={
         "test": [
