@@ -26,7 +26,6 @@ setup(
             "pytest-timeout>=2",
             "pytest-asyncio>=0.23",
             "hypothesis>=6",
-            "httpx>=0.25",
             "pyyaml>=5",
             "schemathesis>=4,<5",
         ],
