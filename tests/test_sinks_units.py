@@ -196,6 +196,9 @@ def test_settings_and_credentials(tmp_path):
         sinks_from(URL, {"password_file": str(tmp_path / "missing"), "user": "u"})
     with pytest.raises(ValueError, match="more than once"):
         sinks_from([URL, URL], {})
+    with pytest.raises(ValueError, match="batch_s given without an influx URL"):
+        sinks_from([], {"batch_s": 2, "token": "from the environment"})
+    assert sinks_from([], {"token": "from the environment"}) == ()
     for option, value in [("batch_points", 0), ("batch_points", 1.5), ("batch_s", -1),
                           ("spool_mb", 0.5), ("timeout_s", float("nan"))]:
         with pytest.raises(ValueError, match=option):

@@ -187,6 +187,10 @@ def sinks_from(urls: Any, options: Mapping[str, Any]) -> tuple:
                 raise ValueError("give the influx {0} or a {0} file, not both".format(name))
             values[name] = _secret_file(path, "influx {} file".format(name))
     if not urls:
+        settings = sorted(set(values) - {"token", "user", "password"})
+        if settings:
+            raise ValueError("influx option(s) {} given without an influx URL".format(
+                ", ".join(settings)))
         return ()
     if len(set(urls)) != len(urls):
         raise ValueError("influx URL given more than once")

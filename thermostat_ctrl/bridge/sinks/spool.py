@@ -332,7 +332,8 @@ class Spool:
             if off >= size:
                 return None
             newest = seq == max(self._segments)
-        fd = os.open(self._path(seq), os.O_RDONLY)
+            # Opened under the lock: a full spool may delete the file, not this descriptor.
+            fd = os.open(self._path(seq), os.O_RDONLY)
         try:
             data = os.pread(fd, min(size - off, max_bytes), off)
             length = HEADER.unpack_from(data)[0] if len(data) >= HEADER.size else 0
