@@ -317,7 +317,7 @@ def test_too_large_is_sent_in_halves(stub_sink):
 def test_a_refusal_is_logged_once_and_retried_slowly(stub_sink, caplog):
     stub, sink = stub_sink([(404, {})])
     sink.accept([sample()])
-    wait_until(lambda: len(stub.requests) >= 3, what="three refused requests")
+    wait_until(lambda: sink.state().refused >= 3, what="three refused requests")
     times = [t for t, _ in stub.requests]
     assert min(b - a for a, b in zip(times, times[1:])) >= 0.35  # backoff_max_s, not a loop
     state = sink.state()

@@ -3,7 +3,7 @@ VictoriaMetrics accept on their ``/write`` and ``/api/v2/write`` endpoints.
 
 A sample becomes one point per channel::
 
-    thermostat,channel=0,device=laser temperature=25.0012,tec_i=0.13,pid_engaged=1i,target=25 1795759540123
+    thermostat,channel=0,device=laser temperature=25.0012,pid_engaged=1i,target=25 1795759540123
 
 * measurement ``thermostat`` (configurable); tags ``channel`` and ``device``
   (sorted by key, as InfluxDB recommends);
