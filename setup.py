@@ -21,6 +21,7 @@ setup(
         "isal>=1.6",
         "tomli>=1.1; python_version < '3.11'",
         "rich>=13",
+        "httpx>=0.25",
     ],
     extras_require={
         "test": [
@@ -28,7 +29,6 @@ setup(
             "pytest-timeout>=2",
             "pytest-asyncio>=0.23",
             "hypothesis>=6",
-            "httpx>=0.25",
             "pyyaml>=5",
             "schemathesis>=4,<5",
         ],

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from harness import (FIRST, PERIOD, bridge_config, csv_files, now_ms, parse_csv, polled,
+from harness import (FIRST, bridge_config, csv_files, now_ms, parse_csv, polled,
                      read_log, running_bridge, wait_for)
 from thermostat_ctrl.bridge import config as bridge_config_module
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
@@ -111,14 +111,21 @@ async def test_one_sample_reads_the_same_in_every_row_endpoint(bridge_client):
 
 # ------------------------------------------------- a device that misbehaves
 
+#: Poll period of the lab tests with misbehaving devices.
+LAB_PERIOD = 0.1
+
+
 @contextlib.asynccontextmanager
 async def lab_of_simulators(data_dir, n: int = 3):
-    """(bridge, client, sims): a bridge polling ``n`` simulators of this loop."""
-    sims = [Simulator(speed=20.0, seed=i) for i in range(n)]
+    """(bridge, client, sims): a bridge polling ``n`` simulators of this loop
+    every :data:`LAB_PERIOD` s."""
+    # A reset keeps a device off the network for 30 simulated s (1.5 s).
+    sims = [Simulator(speed=20.0, seed=i, reboot_s=30.0) for i in range(n)]
     ports = [await sim.start("127.0.0.1", 0) for sim in sims]
     try:
         devices = ["{}=127.0.0.1:{}".format(name, port) for name, port in zip(NAMES, ports)]
-        async with running_bridge(data_dir, devices=devices) as (bridge, client):
+        async with running_bridge(data_dir, devices=devices, poll_period=LAB_PERIOD) as (
+                bridge, client):
             yield bridge, client, sims
     finally:
         for sim in sims:
@@ -160,7 +167,7 @@ async def test_a_failing_device_never_delays_the_others(tmp_path, fault):
             ts = np.array([r["ts"] for r in rows])
             # Their schedule held: a row every period, none missing.
             gaps = np.diff(ts)
-            assert len(ts) >= 10 and gaps.max() < 2 * PERIOD * 1000, gaps
+            assert len(ts) >= 10 and gaps.max() < 2 * LAB_PERIOD * 1000, gaps
         assert bad.poller.failures, bad.poller.failures
     for name in NAMES:  # stopped: every polled row of every device is on disk
         device = bridge.devices[name]

@@ -22,6 +22,7 @@ import uvicorn
 from . import config as bridge_config
 from .config import ENV_PREFIX, BridgeConfig, parse_fields
 from .runtime import Bridge, tune_process
+from .sinks import settings as sink_settings
 from .web.app import create_app
 
 logger = logging.getLogger("thermostat_bridge")
@@ -69,6 +70,21 @@ def get_argparser() -> argparse.ArgumentParser:
                         help="report fields to record (default: every numeric or boolean one)")
     parser.add_argument("--firmware", choices=("auto", "2023", "2025"),
                         help="firmware dialect (default: detect)")
+    sinks = parser.add_argument_group(
+        "InfluxDB / VictoriaMetrics", "push every sample; credentials come from ${0}INFLUX_TOKEN"
+        "(_FILE) or ${0}INFLUX_USER and ${0}INFLUX_PASSWORD(_FILE)".format(ENV_PREFIX))
+    sinks.add_argument("--influx", metavar="URL", action="append",
+                       help="a write endpoint, http://HOST:8086/write?db=NAME or"
+                            " http://HOST:8086/api/v2/write?org=ORG&bucket=NAME; repeat for"
+                            " several (default: ${}INFLUX, comma-separated)".format(ENV_PREFIX))
+    sinks.add_argument("--influx-spool-mb", type=float, metavar="MB",
+                       help="disk kept per sink for points not yet written (default 256)")
+    sinks.add_argument("--influx-batch-points", type=int, metavar="N",
+                       help="send once N points wait (default 5000)...")
+    sinks.add_argument("--influx-batch-s", type=float, metavar="S",
+                       help="...or once the oldest has waited S seconds (default 1)")
+    sinks.add_argument("--influx-measurement", metavar="NAME",
+                       help="measurement of the points (default thermostat)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
                            help="debug output (-vv: also the HTTP access log)")
@@ -94,13 +110,22 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "bind": args.bind, "token": args.token, "protect_reads": args.protect_reads,
         "port": args.port, "data_dir": args.data_dir, "poll_period": args.poll_period,
         "memory_s": args.memory_s, "fields": parse_fields(args.fields),
-        "firmware": args.firmware,
+        "firmware": args.firmware, "influx": args.influx or _env_list("INFLUX"),
+        "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,
+        "influx_batch_s": args.influx_batch_s, "influx_measurement": args.influx_measurement,
+        **sink_settings.credentials_from_env(os.environ, ENV_PREFIX),
     }
     if args.device is not None or args.simulation is not None:
         settings.pop("simulation", None)  # the command line's devices replace the file's
         settings.pop("file_devices", None)
     settings.update({k: v for k, v in given.items() if v is not None})
     return settings
+
+
+def _env_list(name: str) -> Optional[list]:
+    """A comma-separated ``THERMOSTAT_<name>`` variable as a list; None when unset."""
+    items = [v.strip() for v in os.environ.get(ENV_PREFIX + name, "").split(",") if v.strip()]
+    return items or None
 
 
 def config_from_args(parser: argparse.ArgumentParser,
@@ -169,6 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not args.verbose:
         # The simulator logs every connection; only -v wants that.
         logging.getLogger("thermostat_ctrl.simulator").setLevel(max(level, logging.WARNING))
+        # httpx logs every request of the sinks at INFO.
+        logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     try:
         sock = bind_socket(config.bind, port)
     except OSError as e:

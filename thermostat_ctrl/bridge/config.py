@@ -22,6 +22,10 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     address = "10.0.0.6:2323"
     poll_period = 0.1
 
+    influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
+    influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
+                                   # influx_batch_s, influx_token_file, ...
+
 Options given on the command line override the file's, for every device.
 
 Environment variables read by :func:`from_env` (used by the ASGI factory
@@ -46,6 +50,11 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
                                 set it to uvicorn's ``--host`` so that a
                                 non-loopback bind without a token is refused
 ``THERMOSTAT_PROTECT_READS``    ``1``: GET endpoints need the token too
+``THERMOSTAT_INFLUX``           InfluxDB / VictoriaMetrics write URLs,
+                                comma-separated; their credentials:
+                                ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
+                                ``..._USER``, ``..._PASSWORD(_FILE)``
+``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
 ==============================  ==============================================
 """
 
@@ -56,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from .. import protocol
+from .sinks import settings as sink_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,7 +89,8 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
-             "firmware", "timeout", "bind", "port", "protect_reads"}
+             "firmware", "timeout", "bind", "port", "protect_reads", "influx",
+             *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
 class ExposureError(ValueError):
@@ -156,6 +167,7 @@ class BridgeConfig:
     bind: str = "127.0.0.1"
     token: Optional[str] = None
     protect_reads: bool = False
+    influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
 
     def __post_init__(self):
         if not self.devices:
@@ -228,12 +240,17 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
     """A :class:`BridgeConfig` from device entries and settings.
 
     ``devices`` are ``[NAME=]HOST[:PORT]`` entries; ``simulation`` is a number
-    of simulated devices (``true`` in a file: one); ``file_devices`` are the ``[[device]]`` tables of a
-    TOML file (used when neither of the other two is given), whose own keys
+    of simulated devices (``true`` in a file: one); ``file_devices`` are the
+    ``[[device]]`` tables of a TOML file (used when neither of the other two is given), whose own keys
     override ``poll_period``, ``fields``, ``firmware`` and ``timeout``.
-    ``settings`` are the other :class:`BridgeConfig` fields.
+    ``settings`` are the other :class:`BridgeConfig` fields, with ``influx``
+    (write URLs) and ``influx_<option>`` for
+    :func:`~.sinks.settings.sinks_from`.
     """
     defaults = dict(poll_period=poll_period, fields=fields, firmware=firmware, timeout=timeout)
+    influx = {key[len("influx_"):]: settings.pop(key) for key in list(settings)
+              if key.startswith("influx_")}
+    settings["influx"] = sink_settings.sinks_from(settings.pop("influx", ()), influx)
     if simulation is True:
         simulation = 1
     if devices and simulation is not None:
@@ -352,6 +369,10 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         "fields": parse_fields(get("FIELDS")), "firmware": get("FIRMWARE"),
         "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
         "protect_reads": flag("PROTECT_READS"),
+        "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
+        if get("INFLUX") else None,
+        "influx_spool_mb": number("INFLUX_SPOOL_MB"),
+        **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     settings.pop("port", None)

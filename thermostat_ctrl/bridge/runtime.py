@@ -4,8 +4,9 @@ consumers, wired together.
 Each device has a poller (on the shared acquisition thread), a store (ring
 buffer, CSV log and history in ``<data-dir>/<name>/``) and, in simulation,
 its simulator.  Samples go from the pollers to the bus; the store is its
-lossless consumer, on a thread of its own; the web and the sinks add theirs
-with :meth:`Bridge.consume`.
+lossless consumer, on a thread of its own; the web adds its own with
+:meth:`Bridge.consume`, and each InfluxDB sink (``config.influx``) one that
+spools its points.
 """
 
 import asyncio
@@ -19,11 +20,13 @@ from typing import Callable, Optional
 from .. import protocol
 from ..driver import Thermostat
 from .acquisition import schema
-from .acquisition.bus import ConsumerThread, SampleBus
+from .acquisition.bus import LOSSLESS_MAXLEN, ConsumerThread, SampleBus
 from .acquisition.poller import Poller
 from .acquisition.simulation import Simulation
 from .acquisition.thread import AcquisitionThread
 from .config import BridgeConfig, DeviceConfig
+from .sinks.influx import InfluxSink
+from .sinks.settings import spool_dir
 from .storage.datadir import DataDirLock, adopt_legacy, device_dir
 from .storage.store import Store
 
@@ -96,12 +99,21 @@ class Bridge:
                     simulation = Simulation(config.speed, firmware, index)
                 self.devices[device.name] = Device(device, poller, store, config.memory_s,
                                                    simulation)
+            self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s), self._targets)
+                          for s in config.influx]
         except BaseException:
             self._lock.release()
             raise
         self._acquisition = AcquisitionThread(on_fatal=self._on_fatal)
         self._consumers: list[ConsumerThread] = []
         self.consume("store", self._store_batch, lossless=True)
+        for sink in self.sinks:
+            # Lossy, so a stalled spool never holds up a poll; the bound is
+            # hours of samples, and a loss would be counted under its name.
+            self.consume(sink.name, sink.accept, maxlen=LOSSLESS_MAXLEN)
+
+    def _targets(self, device: str) -> Optional[list]:
+        return self.devices[device].poller.targets
 
     def consume(self, name: str, handle: Callable[[list], None], maxlen: int = 10_000,
                 lossless: bool = False) -> ConsumerThread:
@@ -137,6 +149,8 @@ class Bridge:
         self.failed = asyncio.Event()
         for consumer in self._consumers:
             consumer.start()
+        for sink in self.sinks:
+            sink.start()
         jobs = []
         for device in self.devices.values():
             if device.simulation is not None:
@@ -174,6 +188,8 @@ class Bridge:
         await self._acquisition.stop()
         for consumer in self._consumers:
             await asyncio.to_thread(consumer.stop)
+        for sink in self.sinks:
+            await asyncio.to_thread(sink.stop)
         for device in self.devices.values():
             device.store.close()
             if device.simulation is not None:

@@ -2,4 +2,10 @@
 time-series database).  A sink subscribes to the bus
 (:meth:`~thermostat_ctrl.bridge.acquisition.bus.SampleBus.subscribe`) and
 runs on its own thread or task, so it never delays a poll or another
-consumer."""
+consumer.
+
+* :mod:`.influx`: the InfluxDB / VictoriaMetrics sink (``--influx URL``);
+* :mod:`.lineproto`: samples as line protocol;
+* :mod:`.spool`: the on-disk, crash-safe, bounded backlog of a sink;
+* :mod:`.settings`: the sinks' URLs, credentials and batching.
+"""

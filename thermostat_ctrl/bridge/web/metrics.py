@@ -5,7 +5,8 @@ latest reading (the bridge polls on its own schedule; scrapes never touch a
 device).  Every per-device series carries ``device="NAME"`` (and ``channel``
 where it has one); the bridge's own series (the sample bus) do not.  When a
 device's reading is stale (older than 3 poll periods) its value series are
-left out, so Prometheus marks them stale and Grafana shows a gap.
+left out, so Prometheus marks them stale and Grafana shows a gap.  Each
+InfluxDB sink's series carry ``sink="<write URL>"``.
 """
 
 from typing import Iterator, Optional
@@ -75,6 +76,8 @@ class BridgeCollector(Collector):
             yield targets
         yield from self._device_state(devices, fresh)
         yield from self._bus()
+        if self.bridge.sinks:
+            yield from self._sinks()
 
     def _device_state(self, devices: list, fresh: dict) -> Iterator[Metric]:
         def gauge(name: str, documentation: str) -> GaugeMetricFamily:
@@ -137,6 +140,42 @@ class BridgeCollector(Collector):
             for key, family in families.items():
                 family.add_metric([consumer], getattr(counters, key))
         yield from families.values()
+
+
+    def _sinks(self) -> Iterator[Metric]:
+        families = {
+            "points_sent": CounterMetricFamily("thermostat_sink_points_sent",
+                                               "Points the database acknowledged",
+                                               labels=["sink"]),
+            "retries": CounterMetricFamily("thermostat_sink_retries",
+                                           "Failed writes that are retried", labels=["sink"]),
+            "refused": CounterMetricFamily("thermostat_sink_refused",
+                                           "Writes the database refused as wrong (4xx)",
+                                           labels=["sink"]),
+            "dropped_points": CounterMetricFamily("thermostat_sink_dropped_points",
+                                                  "Points lost because the spool was full",
+                                                  labels=["sink"]),
+            "backlog_points": GaugeMetricFamily("thermostat_sink_backlog_points",
+                                                "Points spooled, not yet acknowledged",
+                                                labels=["sink"]),
+            "backlog_bytes": GaugeMetricFamily("thermostat_sink_backlog_bytes",
+                                               "Bytes of the spooled backlog", labels=["sink"]),
+            "oldest_unsent_age_s": GaugeMetricFamily(
+                "thermostat_sink_oldest_unsent_age_seconds",
+                "Age of the oldest sample not yet acknowledged", labels=["sink"]),
+        }
+        failing = GaugeMetricFamily("thermostat_sink_failing",
+                                    "1 while the latest write failed (see /health last_error)",
+                                    labels=["sink"])
+        for sink in self.bridge.sinks:
+            state = sink.state()
+            for key, family in families.items():
+                value = getattr(state, key)
+                if value is not None:
+                    family.add_metric([state.url], value)
+            failing.add_metric([state.url], 0.0 if state.last_error is None else 1.0)
+        yield from families.values()
+        yield failing
 
 
 def registry_for(bridge: Bridge) -> CollectorRegistry:

@@ -60,13 +60,35 @@ class Consumer(BaseModel):
     queued: int = Field(description="Samples waiting for the consumer now")
 
 
+class SinkHealth(BaseModel):
+    """State of one InfluxDB / VictoriaMetrics sink."""
+
+    status: str = Field(description="`ok` (the latest write succeeded), `retrying`, `refused`"
+                                    " (the database says the request is wrong) or `stopped`",
+                        examples=["ok"])
+    points_sent: int = Field(description="Points the database acknowledged")
+    batches_sent: int = Field(description="Write requests the database acknowledged")
+    retries: int = Field(description="Failed writes that are retried (no answer, 5xx, 429)")
+    refused: int = Field(description="Writes refused as wrong (4xx: database, credentials)")
+    backlog_points: int = Field(description="Points spooled on disk, not yet acknowledged")
+    backlog_bytes: int = Field(description="Bytes of the spooled backlog")
+    oldest_unsent_age_s: Optional[float] = Field(
+        description="Age of the oldest sample not yet acknowledged; null when none waits")
+    dropped_points: int = Field(description="Points lost because the spool was full")
+    last_error: Optional[str] = Field(description="The latest failure; null after a success",
+                                      examples=['HTTP 404 {"error":"database not found"}'])
+
+
 class Health(BaseModel):
-    """State of every device and of the sample bus."""
+    """State of every device, of the sample bus and of the sinks."""
 
     status: str = Field(description="`ok` when every device is fresh, else the first other"
                                     " device status", examples=["ok"])
     devices: list[DeviceHealth]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
+    sinks: dict[str, SinkHealth] = Field(
+        description="InfluxDB / VictoriaMetrics sinks by write URL (they do not change"
+                    " `status`)")
 
 
 def device_health(device: Device) -> DeviceHealth:
@@ -98,7 +120,12 @@ def bridge_health(bridge: Bridge) -> Health:
     devices = [device_health(d) for d in bridge.devices.values()]
     status = next((d.status for d in devices if d.status != "ok"), "ok")
     consumers = {name: Consumer(**vars(s)) for name, s in bridge.bus.stats().items()}
-    return Health(status=status, devices=devices, consumers=consumers)
+    sinks = {}
+    for sink in bridge.sinks:
+        state = vars(sink.state())
+        sinks[state.pop("url")] = SinkHealth(**{k: v for k, v in state.items()
+                                               if k in SinkHealth.model_fields})
+    return Health(status=status, devices=devices, consumers=consumers, sinks=sinks)
 
 
 def _answer(state: BaseModel) -> JSONResponse:
