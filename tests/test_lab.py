@@ -185,17 +185,17 @@ async def test_slow_and_stalled_consumers_cost_the_store_nothing(tmp_path):
         seen.extend(s.ts for s in batch if s.device == FIRST)
         release.wait(0.05)  # a consumer that takes its time over every batch
 
-    app = create_app(bridge_config(tmp_path, simulation=2))
+    app = create_app(bridge_config(tmp_path, simulation=2, poll_period=LAB_PERIOD))
     bridge = app.state.bridge
     bridge.consume("slow", slow, maxlen=1000)
     stalled = bridge.bus.subscribe("stalled", maxlen=5)  # never read
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
-            await polled(bridge, 40)
+            await polled(bridge, 30)
             health = (await client.get("/health")).json()
             consumers = health["consumers"]
-            assert consumers["stalled"]["dropped"] >= 2 * 40 - 5
+            assert consumers["stalled"]["dropped"] >= 2 * 30 - 5
             assert consumers["stalled"]["queued"] == 5
             assert consumers["store"]["dropped"] == 0
             metrics = (await client.get("/metrics")).text
