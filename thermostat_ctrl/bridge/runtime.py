@@ -88,7 +88,7 @@ class Bridge:
             for index, device in enumerate(config.devices):
                 columns = schema.columns_for(device.fields) if device.fields else []
                 store = Store(device_dir(config.data_dir, device.name), columns,
-                              device.capacity(config.memory_s))
+                              device.capacity(config.memory_s), device.poll_period)
                 poller = Poller(device.name, self.bus, device.poll_period, device.fields)
                 simulation = None
                 if device.simulated:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .cachefile import CACHE_DIR, HOUR_MS, MINUTE_MS, ClosedFile, StatKey, build_cache, stat_key
 from .csvformat import DAY_MS, parse_file_name, parse_header
-from .downsample import Aggregates
+from .downsample import NO_TS, Aggregates
 from .livefile import LiveFile
 
 logger = logging.getLogger(__name__)
@@ -244,11 +244,21 @@ class DiskHistory:
         return np.array(dst, dtype=np.intp), np.array(src, dtype=np.intp)
 
     @staticmethod
-    def _take(block: np.ndarray, dst: np.ndarray, src: np.ndarray, k: int) -> np.ndarray:
-        out = np.full((len(block), k), np.nan)
+    def _take(block: np.ndarray, dst: np.ndarray, src: np.ndarray, k: int,
+              missing: Union[float, int] = np.nan) -> np.ndarray:
+        """``block``'s columns ``src`` as columns ``dst`` of ``k``, the others ``missing``."""
+        out = np.full((len(block), k), missing, dtype=np.asarray(missing).dtype)
         if len(dst):
             out[:, dst] = block[:, src]
         return out
+
+    def _take_aggregates(self, tier: Aggregates, maps: tuple[np.ndarray, np.ndarray],
+                         k: int) -> Aggregates:
+        """``tier`` with its columns mapped like :meth:`_take`."""
+        return Aggregates(
+            tier.first_ts, tier.last_ts, tier.count,
+            self._take(tier.min, *maps, k), self._take(tier.max, *maps, k),
+            self._take(tier.min_ts, *maps, k, NO_TS), self._take(tier.max_ts, *maps, k, NO_TS))
 
     def _raw_rows(self, fd: FileData, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         i = int(np.searchsorted(fd.ts, lo, "left"))
@@ -316,8 +326,5 @@ class DiskHistory:
         i = int(np.searchsorted(tier.first_ts, a, "left"))
         j = int(np.searchsorted(tier.first_ts, b, "left"))
         if i < j:
-            parts.append(Aggregates(
-                tier.first_ts[i:j], tier.last_ts[i:j], tier.count[i:j],
-                self._take(tier.min[i:j], *maps, k), self._take(tier.max[i:j], *maps, k),
-            ))
+            parts.append(self._take_aggregates(tier.slice(i, j), maps, k))
         self._file_aggregates(fd, b, hi, tiers[1:], maps, k, parts)
