@@ -18,6 +18,8 @@ setup(
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
+        "pyarrow>=14",  # fast parsing of whole CSV files (history caches, cold queries)
+        "rich>=13",  # the import command's progress bar
     ],
     extras_require={
         "test": [

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from .csvformat import parse_csv, parse_file_name
+from .csvformat import parse_file, parse_file_name
 from .downsample import Aggregates
 
 __all__ = ["CACHE_DIR", "MINUTE_MS", "HOUR_MS", "ClosedFile", "build_cache", "stat_key",
@@ -164,8 +164,7 @@ class ClosedFile:
         (columns, ts, values) already parsed from exactly that state; then
         load it."""
         if rows is None:
-            with open(self.csv_path, "rb") as f:
-                columns, ts, values = parse_csv(f.read())
+            columns, ts, values = parse_file(self.csv_path)
             ts, values = sorted_unique(ts, values)
         else:
             columns, ts, values = rows

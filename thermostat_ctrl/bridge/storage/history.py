@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -67,6 +67,8 @@ class DiskHistory:
         self._headers: dict[str, list[str]] = {}
         self._headers_lock = threading.Lock()
         self._live: Optional[LiveFile] = None
+        self._foreground = threading.Event()  # cleared while a query builds caches
+        self._foreground.set()
         #: Number of caches (re)built by this instance.
         self.caches_built = 0
 
@@ -160,13 +162,48 @@ class DiskHistory:
             return []
         newest = listing[-1][1]
         day_lo, day_hi = from_ms // DAY_MS, to_ms // DAY_MS
+        wanted = [(day, name) for (day, _), name in listing if day_lo <= day <= day_hi]
+        self._build_missing([(day, name) for day, name in wanted if name != newest])
         result = []
-        for (day, _), name in listing:
-            if day_lo <= day <= day_hi:
-                fd = self._file(name, day, live=name == newest)
-                if fd is not None:
-                    result.append(fd)
+        for day, name in wanted:
+            fd = self._file(name, day, live=name == newest)
+            if fd is not None:
+                result.append(fd)
         return result
+
+    def _build_missing(self, closed: list[tuple[int, str]]) -> None:
+        """Build the missing or stale caches among ``closed`` files, several at
+        once (parsing mostly runs without the GIL), so that a query over days
+        without caches is not answered one file at a time; the background
+        builder waits meanwhile."""
+        todo = []
+        for day, name in closed:
+            path = os.path.join(self.data_dir, name)
+            try:
+                key = stat_key(os.stat(path))
+            except FileNotFoundError:
+                continue
+            fd = self._files.get(name)
+            if fd is not None and fd.key == key:
+                continue
+            if self._live is not None and self._live.csv_path == path:
+                continue  # just closed: cached from the rows in memory
+            fd = fd or ClosedFile(path, os.path.join(self.cache_dir, name), day)
+            if not fd.load(key):
+                todo.append((name, fd, key))
+        if len(todo) < 2:
+            return  # one file: nothing to gain, _file builds it
+        self._foreground.clear()
+        try:
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                builds = {name: pool.submit(fd.build, key) for name, fd, key in todo}
+            for name, fd, key in todo:
+                if builds[name].exception() is None:  # else _file retries and logs it
+                    logger.info("built history cache of %s", fd.csv_path)
+                    self.caches_built += 1
+                    self._files[name] = fd
+        finally:
+            self._foreground.set()
 
     def build_caches(self, workers: int = 0) -> int:
         """Build missing or stale caches of every closed file (e.g. in a
@@ -197,6 +234,7 @@ class DiskHistory:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for i in range(0, len(paths), workers):
                 batch = paths[i:i + workers]
+                self._foreground.wait()  # a query building its own caches goes first
                 try:
                     futures = [pool.submit(_build_cache_quietly, path) for path in batch]
                 except RuntimeError:  # the interpreter is exiting
