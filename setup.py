@@ -18,10 +18,11 @@ setup(
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
-        "isal>=1.6",
-        "tomli>=1.1; python_version < '3.11'",
-        "rich>=13",
-        "httpx>=0.25",
+        "isal>=1.6",  # fast gzip of the HTTP answers
+        "tomli>=1.1; python_version < '3.11'",  # TOML configuration on Python 3.10
+        "rich>=13",  # progress bars and tables of the command lines
+        "httpx>=0.25",  # the InfluxDB / VictoriaMetrics sinks
+        "pyarrow>=14",  # fast parsing of whole CSV files (history caches, cold queries)
     ],
     extras_require={
         "test": [

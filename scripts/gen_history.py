@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate N days of realistic 1 Hz Thermostat history as bridge CSV files.
 
-Both channels, the 13 numeric/boolean report fields (26 columns), a PID
-target stepping every few hours, noise, a few missed polls (gaps) and a
+Both channels, the 13 numeric/boolean report fields and the PID target
+(28 columns; the target steps every few hours), noise, a few missed polls (gaps) and a
 channel-1 sensor that is unplugged (null) for an hour every day.  Rows are
 formatted with vectorised numpy (fixed decimals), so a year takes a minute
 or two:
@@ -27,7 +27,7 @@ FIELDS = [
     ("device_time", 3, 8), ("interval", 3, 1), ("adc", 4, 1), ("sens", 2, 5),
     ("temperature", 4, 3), ("pid_engaged", 0, 1), ("i_set", 4, 1),
     ("dac_value", 4, 1), ("dac_feedback", 4, 1), ("i_tec", 4, 1), ("tec_i", 4, 1),
-    ("tec_u_meas", 4, 1), ("pid_output", 4, 1),
+    ("tec_u_meas", 4, 1), ("pid_output", 4, 1), ("target", 1, 2),
 ]
 COLUMNS = columns_for([f for f, _, _ in FIELDS])
 _PAD = 0  # bytes dropped after formatting
@@ -71,7 +71,7 @@ def _iso(ts: np.ndarray, day: int) -> np.ndarray:
 
 def day_rows(day: int, seed: int = 0, until_ms: int | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Timestamps and values (26 columns) of one day at 1 Hz (only rows up
+    """Timestamps and values (28 columns) of one day at 1 Hz (only rows up
     to ``until_ms`` when given: a day still in progress)."""
     rng = np.random.default_rng([seed, day])
     ts = day * DAY_MS + np.arange(0, DAY_MS, 1000, dtype=np.int64) + rng.integers(0, 3, 86_400)
@@ -93,7 +93,7 @@ def day_rows(day: int, seed: int = 0, until_ms: int | None = None
             "pid_engaged": np.ones(n), "i_set": current, "dac_value": 1.5 + current,
             "dac_feedback": 1.5 + current + rng.normal(0, 0.001, n),
             "i_tec": 1.5 + current * 0.9, "tec_i": current - 0.01, "tec_u_meas": current * 2 - 0.5,
-            "pid_output": current,
+            "pid_output": current, "target": target,
         }
         if ch == 1:
             unplugged = (t > 7200) & (t < 10_800)

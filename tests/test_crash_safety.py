@@ -169,10 +169,14 @@ async def test_wall_clock_stepping_back_keeps_files_ordered(tmp_path):
                            (ts[len(ts) // 2], ts[-1]), (ts[3], ts[3])):
             expected = [t for t in ts if start <= t <= end]
             for path in ("/series", "/data.csv"):
-                r = await client.get(path, params={"from": start, "to": end})
+                r = await client.get(path, params={"from": start, "to": end,
+                                                   "fields": "temperature"})
                 assert r.status_code == 200
-                got = ([row["ts"] for row in r.json()] if path == "/series"
-                       else [int(line.split(",")[1]) for line in r.text.splitlines()[1:]])
+                # Samples only: the rows marking the gap of the jump have no values.
+                got = ([row["ts"] for row in r.json() if row["temperature_ch0"] is not None]
+                       if path == "/series"
+                       else [int(line.split(",")[1]) for line in r.text.splitlines()[1:]
+                             if not line.endswith(",,")])
                 assert got == expected, (path, start, end)
             r = await client.get("/series", params={"from": start, "to": end,
                                                     "max_points": 4})

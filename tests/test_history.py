@@ -1,5 +1,6 @@
-"""Range queries: disk caches and memory give the same answers as min/max
-downsampling of all rows; caches are rebuilt when deleted or stale."""
+"""Range queries: disk caches and memory give the same answers as the
+downsampling rule applied to all rows (gaps marked); caches are rebuilt when
+deleted or stale."""
 
 import os
 import shutil
@@ -9,7 +10,8 @@ import pytest
 
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
 from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name
-from thermostat_ctrl.bridge.storage.downsample import minmax
+from thermostat_ctrl.bridge.storage.downsample import Aggregates, downsample
+from thermostat_ctrl.bridge.storage.gaps import gap_ms
 from thermostat_ctrl.bridge.storage.history import DiskHistory
 from thermostat_ctrl.bridge.storage.store import Store
 
@@ -17,6 +19,8 @@ T0 = 1_795_478_400_000 - 5 * 3_600_000  # 2026-11-23T19:00Z
 A = ["temperature_ch0", "temperature_ch1", "pid_engaged_ch0", "pid_engaged_ch1"]
 B = ["temperature_ch0", "temperature_ch1", "i_set_ch0", "i_set_ch1"]
 ALL = A + B[2:]
+#: The stores' poll period: some of the rows' 18-55 s intervals are gaps.
+POLL = 15.0
 
 
 def make_rows(n, seed=0, period=37_000):
@@ -35,8 +39,8 @@ def make_rows(n, seed=0, period=37_000):
     return rows
 
 
-def reference(rows, from_ms, to_ms, columns, max_points=None):
-    """Brute force: every row in range, mapped to ``columns``, downsampled."""
+def select(rows, from_ms, to_ms, columns):
+    """Brute force: every row in range, mapped to ``columns``."""
     sel = [(t, c, v) for t, c, v in rows if from_ms <= t <= to_ms]
     ts = np.array([t for t, _, _ in sel], dtype=np.int64)
     values = np.full((len(sel), len(columns)), np.nan)
@@ -44,11 +48,17 @@ def reference(rows, from_ms, to_ms, columns, max_points=None):
         for j, c in enumerate(columns):
             if c in cols:
                 values[i, j] = v[cols.index(c)]
-    return minmax(ts, values, from_ms, to_ms, max_points)
+    return ts, values
+
+
+def reference(rows, from_ms, to_ms, columns, max_points=None):
+    """The answer by definition: :func:`select`, gaps marked, downsampled."""
+    return downsample(*select(rows, from_ms, to_ms, columns), from_ms, to_ms, max_points,
+                      gap_ms(POLL))
 
 
 def fill(data_dir, rows, capacity):
-    store = Store(str(data_dir), rows[0][1], capacity)
+    store = Store(str(data_dir), rows[0][1], capacity, POLL)
     for t, columns, values in rows:
         assert store.append(t, columns, values)
     return store
@@ -105,7 +115,7 @@ def test_fresh_store_serves_all_from_disk(history, tmp_path):
     rows, small, _ = history
     shutil.copytree(small.history.data_dir, tmp_path / "copy")
     shutil.rmtree(tmp_path / "copy" / CACHE_DIR, ignore_errors=True)
-    fresh = Store(str(tmp_path / "copy"), A, 10)
+    fresh = Store(str(tmp_path / "copy"), A, 10, POLL)
     assert fresh.latest() is None
     assert fresh.all_columns() == ALL
     for from_ms, to_ms, max_points in ranges(rows, seed=2, count=20):
@@ -145,7 +155,7 @@ def test_deleted_and_stale_caches_are_rebuilt(tmp_path):
     shutil.rmtree(cache)
     history = DiskHistory(str(tmp_path))
     assert history.build_caches() == 5 and any(cache.iterdir())
-    fresh = Store(str(tmp_path), A, 10)
+    fresh = Store(str(tmp_path), A, 10, POLL)
     assert_table(fresh.query(first, last, A, 500), (before.ts, before.values))
 
     # a closed day's CSV changes (rows added by hand): its cache is stale
@@ -217,7 +227,7 @@ def test_day_close_caches_the_live_rows(tmp_path):
     assert_table(store.query(first, last, A, 100), expected)
     assert store.history.caches_built == 1  # yesterday closed: cached from memory
     shutil.rmtree(tmp_path / CACHE_DIR)  # the same cache built from the CSV
-    assert_table(Store(str(tmp_path), A, 5).query(first, last, A, 100), expected)
+    assert_table(Store(str(tmp_path), A, 5, POLL).query(first, last, A, 100), expected)
 
 
 def test_bounded_lru_of_files_and_maps(history):
@@ -225,12 +235,11 @@ def test_bounded_lru_of_files_and_maps(history):
     disk = DiskHistory(small.history.data_dir, max_files=2, max_open=1)
     first, last = rows[0][0], rows[-1][0]
     for from_ms, to_ms, max_points in ranges(rows, seed=7, count=15):
-        assert_rows(*disk.raw(from_ms, to_ms, A), reference(rows, from_ms, to_ms, A))
+        assert_rows(*disk.raw(from_ms, to_ms, A), select(rows, from_ms, to_ms, A))
         assert len(disk._files) <= 2 and len(disk._open) <= 1
     width = 3_600_000
-    all_ts, all_values = reference(rows, first, last, A)
     assert_rows(*disk.aggregates(first, last, A, width).reduce(width).rows(),
-                minmax(all_ts, all_values, first, last, 2 * ((last - first) // width + 2)))
+                Aggregates.from_rows(*select(rows, first, last, A)).reduce(width).rows())
 
 
 def test_foreign_file_unsorted_duplicates_and_garbage(tmp_path):
@@ -253,12 +262,15 @@ def test_foreign_file_unsorted_duplicates_and_garbage(tmp_path):
 
 
 def test_header_only_newest_file(tmp_path):
-    store = fill(tmp_path, make_rows(500, seed=8), capacity=5)
-    last = make_rows(500, seed=8)[-1][0]
+    rows = make_rows(500, seed=8)
+    store = fill(tmp_path, rows, capacity=5)
+    last = rows[-1][0]
     next_day = last // DAY_MS + 1
     (tmp_path / file_name(next_day)).write_text("time,ts," + ",".join(A) + "\n")
-    fresh = Store(str(tmp_path), A, 5)
+    fresh = Store(str(tmp_path), A, 5, POLL)
     whole = fresh.query(T0, (next_day + 1) * DAY_MS, A, 20)
     assert 0 < len(whole) <= 20 and whole.ts[-1] == last
     assert len(fresh.query(next_day * DAY_MS, (next_day + 1) * DAY_MS, A, 20)) == 0
-    assert len(store.query(T0, (next_day + 1) * DAY_MS, A)) == 500
+    every = store.query(T0, (next_day + 1) * DAY_MS, A)
+    assert_table(every, reference(rows, T0, (next_day + 1) * DAY_MS, A))
+    assert set(every.ts.tolist()) >= {t for t, _, _ in rows}

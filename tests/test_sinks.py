@@ -60,12 +60,11 @@ def csv_samples(data_dir, devices=DEVICES) -> dict:
 
 
 def influx_samples(points: list) -> dict:
-    """The same shape from InfluxDB points (the PID ``target`` aside)."""
+    """The same shape from InfluxDB points."""
     out = {}
     for point in points:
         key = (point.pop("device"), point.pop("channel"), point.pop("time"))
         assert key not in out, "point {} twice".format(key)
-        point.pop("target", None)
         out[key] = {k: float(v) for k, v in point.items()}
     return out
 
@@ -76,8 +75,6 @@ def victoria_samples(series: list, measurement: str = "thermostat") -> dict:
     out = {}
     for s in series:
         field = s["metric"]["__name__"][len(measurement) + 1:]
-        if field == "target":
-            continue
         assert len(set(s["timestamps"])) == len(s["timestamps"]), \
             "{} has a sample twice".format(s["metric"])
         for ts, value in zip(s["timestamps"], s["values"]):

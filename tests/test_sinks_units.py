@@ -24,19 +24,19 @@ TS = 1_795_759_540_123
 
 
 def sample(ts=TS, device="laser", temperature=(25.0, 26.5), engaged=(True, False),
-           tec_i=(0.125, None)):
+           tec_i=(0.125, None), targets=(25.0, None)):
     report = [{"channel": ch, "time": 12.5, "temperature": temperature[ch],
                "pid_engaged": engaged[ch], "tec_i": tec_i[ch], "name": "text, ignored"}
               for ch in range(2)]
-    fields = schema.report_fields(report)
+    fields = schema.recordable_fields(report)
     return Sample(device, ts, 0.0, report, tuple(schema.columns_for(fields)),
-                  schema.row_values(report, fields))
+                  schema.row_values(report, fields, targets=targets))
 
 
 # ------------------------------------------------------------ line protocol
 
 def test_points_of_a_sample():
-    lines, points = PointEncoder().encode(sample(), targets=[25.0, None])
+    lines, points = PointEncoder().encode(sample())
     assert points == 2
     assert lines.decode().splitlines() == [
         "thermostat,channel=0,device=laser device_time=12.5,temperature=25,pid_engaged=1i,"
@@ -48,8 +48,8 @@ def test_points_of_a_sample():
 
 def test_same_sample_same_bytes_and_nulls_left_out():
     encoder = PointEncoder("lab_tec")
-    first = encoder.encode(sample(), [24.0, 26.0])
-    assert first == encoder.encode(sample(), [24.0, 26.0])
+    first = encoder.encode(sample(targets=(24.0, 26.0)))
+    assert first == encoder.encode(sample(targets=(24.0, 26.0)))
     assert first[0].startswith(b"lab_tec,channel=0,device=laser ")
     empty = sample(temperature=(None, None), engaged=(None, None), tec_i=(None, None))
     empty.values[:] = np.nan

@@ -3,6 +3,7 @@
     thermostat_bridge --simulation 3
     thermostat_bridge -d laser=10.0.0.5 -d cavity=10.0.0.6 --data-dir /var/lib/thermostat-bridge
     thermostat_bridge --config bridge.toml
+    thermostat_bridge import old-server.csv --device laser --data-dir /var/lib/thermostat-bridge
 
 The HTTP port is bound and the data directory locked before anything is
 polled or written: a second bridge on the same directory, or on a port in
@@ -38,7 +39,8 @@ def get_argparser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thermostat_bridge",
         description="Poll Sinara Thermostats, log their readings to daily CSV files and serve"
-                    " them over HTTP (/docs, /devices, /data.csv, /series, /report, /metrics).")
+                    " them over HTTP (/docs, /devices, /data.csv, /series, /report, /metrics)."
+                    " 'thermostat_bridge import --help': import the original server's CSV.")
     device = parser.add_mutually_exclusive_group()
     device.add_argument("-d", "--device", metavar="[NAME=]HOST[:PORT]", action="append",
                         help="a Thermostat (port 23 by default); repeat for each device of the"
@@ -185,7 +187,11 @@ async def serve(server: uvicorn.Server, sock: socket.socket, bridge: Bridge) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Entry point of ``thermostat_bridge``."""
+    """Entry point of ``thermostat_bridge`` (and of ``thermostat_bridge import``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:
+        from .import_cli import main as import_main
+        return import_main(argv[1:])
     parser = get_argparser()
     args = parser.parse_args(argv)
     config, port = config_from_args(parser, args)

@@ -91,7 +91,7 @@ class Bridge:
             for index, device in enumerate(config.devices):
                 columns = schema.columns_for(device.fields) if device.fields else []
                 store = Store(device_dir(config.data_dir, device.name), columns,
-                              device.capacity(config.memory_s))
+                              device.capacity(config.memory_s), device.poll_period)
                 poller = Poller(device.name, self.bus, device.poll_period, device.fields)
                 simulation = None
                 if device.simulated:
@@ -99,8 +99,7 @@ class Bridge:
                     simulation = Simulation(config.speed, firmware, index)
                 self.devices[device.name] = Device(device, poller, store, config.memory_s,
                                                    simulation)
-            self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s), self._targets)
-                          for s in config.influx]
+            self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s)) for s in config.influx]
         except BaseException:
             self._lock.release()
             raise
@@ -111,9 +110,6 @@ class Bridge:
             # Lossy, so a stalled spool never holds up a poll; the bound is
             # hours of samples, and a loss would be counted under its name.
             self.consume(sink.name, sink.accept, maxlen=LOSSLESS_MAXLEN)
-
-    def _targets(self, device: str) -> Optional[list]:
-        return self.devices[device].poller.targets
 
     def consume(self, name: str, handle: Callable[[list], None], maxlen: int = 10_000,
                 lossless: bool = False) -> ConsumerThread:

@@ -24,8 +24,9 @@ from .sample import Sample
 
 logger = logging.getLogger(__name__)
 
-# get_pid() (PID targets) is fetched on every n-th successful poll only.
-PID_EVERY = 10
+# Seconds between reads of the PID targets (get_pid()) for the rows; they are
+# also read at once after a failed poll (the device may have been reset).
+TARGETS_EVERY_S = 10.0
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
 
@@ -95,6 +96,7 @@ class Poller:
         self.fatal: Optional[str] = None
         self._available: Optional[list] = None
         self._clock = clock
+        self._targets_read: Optional[float] = None  # clock of the last read, None: due
         self.wall_clock = wall_clock
         self._lock: Optional[asyncio.Lock] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -215,6 +217,7 @@ class Poller:
                 logger.log(logging.DEBUG if self.last_error else logging.WARNING,
                            "%s: poll failed (%s): %s", self.name, reason, e)
                 self.last_error = str(e)
+                self.targets = self._targets_read = None  # unknown until read again
                 raise PollError(reason, str(e)) from e
             if self.last_error:
                 logger.info("%s: polling again after %s", self.name, self.last_error)
@@ -226,14 +229,13 @@ class Poller:
             except ValueError as e:
                 self.fatal = "{}: {}".format(self.name, e)
                 raise ValueError(self.fatal) from None
-            values = schema.row_values(report, self.fields)
+            if self._targets_read is None or \
+                    self._clock() - self._targets_read >= TARGETS_EVERY_S:
+                await self._refresh_details()
+            values = schema.row_values(report, self.fields, targets=self.targets)
             self.latest = Sample(self.name, ts, self._clock(), report, self.columns, values, ack)
             self.bus.publish(self.latest)
-            # Counted before the details are fetched, so that rows written and
-            # polls_ok never disagree while the poll is still busy.
             self.polls_ok += 1
-            if (self.polls_ok - 1) % PID_EVERY == 0:
-                await self._refresh_details()
             return self.latest
 
     def _stamp(self, wall: float) -> int:
@@ -248,6 +250,7 @@ class Poller:
         """Fetch the PID targets (and the hardware revision once); a failure
         here only leaves them as they were."""
         assert self.driver is not None
+        self._targets_read = self._clock()
         try:
             self.targets = [c.get("target") for c in await self.driver.get_pid()]
             if self.hwrev is None:
@@ -258,7 +261,7 @@ class Poller:
                          self.name, e)
 
     def _resolve_fields(self, report: list) -> None:
-        available = schema.report_fields(report)
+        available = schema.recordable_fields(report)
         if available == self._available:
             return
         if self.requested_fields is not None:

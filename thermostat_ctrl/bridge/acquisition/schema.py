@@ -3,7 +3,8 @@
 A report is a list of channel dicts (``channel``, ``time``, ``adc``, ...).  A
 stored row holds one float64 per field and channel, field-major:
 ``temperature_ch0, temperature_ch1, i_set_ch0, ...``.  Booleans become 0/1,
-nulls and missing values NaN.
+nulls and missing values NaN.  Besides the report's fields a row can carry
+each channel's PID target (:data:`TARGET`, read with ``pid``).
 """
 
 import math
@@ -15,7 +16,9 @@ import numpy as np
 __all__ = [
     "CHANNELS",
     "DEVICE_TIME",
+    "TARGET",
     "report_fields",
+    "recordable_fields",
     "columns_for",
     "check_fields",
     "row_values",
@@ -27,6 +30,10 @@ CHANNELS = 2
 #: Name under which the device's own ``time`` (seconds since boot) is stored,
 #: so it never clashes with the CSV ``time`` column.
 DEVICE_TIME = "device_time"
+
+
+#: Field of each channel's PID target setpoint (from ``pid``, not ``report``).
+TARGET = "target"
 
 
 def _key(field: str) -> str:
@@ -53,6 +60,11 @@ def report_fields(report: Sequence[dict]) -> list[str]:
             if field not in fields:
                 fields.append(field)
     return fields
+
+
+def recordable_fields(report: Sequence[dict]) -> list[str]:
+    """:func:`report_fields` and :data:`TARGET`: every field a row can carry."""
+    return [*report_fields(report), TARGET]
 
 
 def columns_for(fields: Iterable[str], channels: int = CHANNELS) -> list[str]:
@@ -82,8 +94,11 @@ def row_values(
     report: Sequence[dict],
     fields: Sequence[str],
     out: Optional[np.ndarray] = None,
+    targets: Optional[Sequence[Any]] = None,
 ) -> np.ndarray:
-    """A report as one row of float64 in :func:`columns_for` order.
+    """A report as one row of float64 in :func:`columns_for` order, with
+    ``targets`` (the channels' PID targets, None while unknown) as
+    :data:`TARGET`.
 
     Booleans become 1.0/0.0; null, missing or non-numeric values NaN.  When
     ``out`` is given it is filled in place (no allocation) and returned.
@@ -101,5 +116,10 @@ def row_values(
         for j, field in enumerate(fields):
             value = channel.get(_key(field))
             if isinstance(value, (bool, int, float)):
+                out[j * CHANNELS + ch] = float(value)
+    if targets is not None and TARGET in fields:
+        j = list(fields).index(TARGET)
+        for ch, value in enumerate(targets[:CHANNELS]):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[j * CHANNELS + ch] = float(value)
     return out

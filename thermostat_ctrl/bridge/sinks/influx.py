@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import httpx
 
@@ -106,16 +106,13 @@ class InfluxSink:
 
     :param settings: the endpoint and the batching.
     :param directory: the sink's spool folder (created; OSError if it cannot be).
-    :param targets: the PID targets known for a device name (or None).
     """
 
-    def __init__(self, settings: InfluxSettings, directory: str,
-                 targets: Callable[[str], Optional[Sequence]] = lambda name: None):
+    def __init__(self, settings: InfluxSettings, directory: str):
         self.settings = settings
         self.name = settings.url
         self.encoder = PointEncoder(settings.measurement)
         self.spool = Spool(directory, int(settings.spool_mb * 1024 * 1024))
-        self._targets = targets
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -135,7 +132,7 @@ class InfluxSink:
         records = []
         for sample in batch:
             try:
-                payload, points = self.encoder.encode(sample, self._targets(sample.device))
+                payload, points = self.encoder.encode(sample)
             except ValueError as e:  # columns the encoder cannot map: a bug, not data
                 self.encode_errors += 1
                 logger.error("%s: cannot encode the sample of %s at ts %d: %s", self.name,

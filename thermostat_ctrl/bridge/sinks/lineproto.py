@@ -14,27 +14,21 @@ A sample becomes one point per channel::
   ``0i``/``1i`` (they can be averaged in InfluxQL; VictoriaMetrics stores
   every field as a float anyway), the device's own ``time`` is
   ``device_time``;
-* ``target``: the channel's PID target temperature when the bridge knows it
-  (fetched every few polls), else left out;
+  the channel's PID target temperature is the ``target`` field, like any
+  other (left out while the bridge does not know it);
 * nulls are left out (a channel whose every value is null gives no point);
 * the timestamp is the sample's ``ts`` in epoch milliseconds (sent with
   ``precision=ms``).
 
-Encoding is deterministic: the same sample (and target) always gives the
-same bytes, so a resent point overwrites itself instead of adding one.
+Encoding is deterministic: the same sample always gives the same bytes, so a resent point overwrites itself instead of adding one.
 """
 
 import math
 import re
-from typing import Optional, Sequence
-
 from ..acquisition import schema
 from ..acquisition.sample import Sample
 
-__all__ = ["PointEncoder", "TARGET_FIELD", "check_measurement"]
-
-#: Field name of the PID target temperature.
-TARGET_FIELD = "target"
+__all__ = ["PointEncoder", "check_measurement"]
 
 _MEASUREMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -80,9 +74,8 @@ class PointEncoder:
                 raise ValueError("columns {} are not field-major per channel".format(columns))
             fields = self._layouts[columns] = names
         return fields
-        return fields
 
-    def encode(self, sample: Sample, targets: Optional[Sequence] = None) -> tuple[bytes, int]:
+    def encode(self, sample: Sample) -> tuple[bytes, int]:
         """``(lines, points)``: the sample's points, one line each, and how many."""
         fields = self._fields(sample.columns)
         booleans = {key for channel in sample.report for key, value in channel.items()
@@ -100,10 +93,6 @@ class PointEncoder:
                     parts.append("{}={}i".format(_tag(field), int(value)))
                 else:
                     parts.append("{}={}".format(_tag(field), _float(value)))
-            target = targets[ch] if targets is not None and ch < len(targets) else None
-            if isinstance(target, (int, float)) and not isinstance(target, bool) \
-                    and math.isfinite(target) and TARGET_FIELD not in fields:
-                parts.append("{}={}".format(TARGET_FIELD, _float(float(target))))
             if parts:
                 lines.append("{} {} {}\n".format(head.format(ch), ",".join(parts), sample.ts))
         return "".join(lines).encode(), len(lines)

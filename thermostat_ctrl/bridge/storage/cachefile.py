@@ -6,9 +6,9 @@ it (``thermostat-YYYY-MM-DD[.N].csv.<part>``):
 * ``ts.npy`` (int64) and ``values.npy`` (float64, rows x columns): the rows
   of the file, time-sorted, memory-mapped and binary-searched;
 * ``m.npy`` and ``h.npy``: per-minute and per-hour :class:`~.downsample.Aggregates`
-  (first/last ts, count, per-column min and max) packed as float64 rows
-  ``[first_ts, last_ts, count, min..., max...]`` (epoch ms are exact in
-  float64);
+  (first/last ts, count, per-column min and max and the time of each) packed
+  as float64 rows ``[first_ts, last_ts, count, min..., max..., min_ts...,
+  max_ts...]`` (epoch ms are exact in float64);
 * ``json``: written last, it records the CSV's size and mtime the cache was
   built from and the columns.  A cache whose CSV changed is rebuilt.
 
@@ -23,14 +23,14 @@ from typing import Optional
 
 import numpy as np
 
-from .csvformat import parse_csv, parse_file_name
+from .csvformat import parse_file, parse_file_name
 from .downsample import Aggregates
 
 __all__ = ["CACHE_DIR", "MINUTE_MS", "HOUR_MS", "ClosedFile", "build_cache", "stat_key",
            "sorted_unique"]
 
 CACHE_DIR = ".cache"
-_VERSION = 1
+_VERSION = 2  # 2: tiers hold the times of the minima and maxima
 MINUTE_MS, HOUR_MS = 60_000, 3_600_000
 
 #: A CSV file's identity and state: (inode, size, mtime ns).
@@ -54,14 +54,21 @@ def sorted_unique(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _pack(agg: Aggregates) -> np.ndarray:
-    return np.column_stack([agg.first_ts, agg.last_ts, agg.count, agg.min, agg.max]
-                           ).astype(np.float64)
+    return np.column_stack([getattr(agg, f) for f in Aggregates.FIELDS]).astype(np.float64)
+
+
+def _packed_width(k: int) -> int:
+    return 3 + 4 * k
 
 
 def _unpack(packed: np.ndarray, k: int) -> Aggregates:
+    def ints(block: np.ndarray) -> np.ndarray:
+        return block.astype(np.int64)
+
     return Aggregates(
-        packed[:, 0].astype(np.int64), packed[:, 1].astype(np.int64),
-        packed[:, 2].astype(np.int64), packed[:, 3:3 + k], packed[:, 3 + k:3 + 2 * k],
+        ints(packed[:, 0]), ints(packed[:, 1]), ints(packed[:, 2]),
+        packed[:, 3:3 + k], packed[:, 3 + k:3 + 2 * k],
+        ints(packed[:, 3 + 2 * k:3 + 3 * k]), ints(packed[:, 3 + 3 * k:3 + 4 * k]),
     )
 
 
@@ -100,7 +107,7 @@ class ClosedFile:
                 return False
             k = len(meta["columns"])
             hour = np.load(self._cache("h.npy"))
-            if hour.ndim != 2 or hour.shape[1] != 3 + 2 * k:
+            if hour.ndim != 2 or hour.shape[1] != _packed_width(k):
                 return False
         except (OSError, ValueError, KeyError, TypeError):
             return False
@@ -122,7 +129,7 @@ class ClosedFile:
         ts = np.load(self._cache("ts.npy"), mmap_mode="r")
         values = np.load(self._cache("values.npy"), mmap_mode="r")
         minute = np.load(self._cache("m.npy"), mmap_mode="r")
-        if values.shape != (len(ts), k) or minute.shape[1:] != (3 + 2 * k,):
+        if values.shape != (len(ts), k) or minute.shape[1:] != (_packed_width(k),):
             raise ValueError(f"cache of {self.csv_path} is inconsistent")
         self.ts, self.values, self.minute = ts, values, _unpack(minute, k)
 
@@ -157,8 +164,7 @@ class ClosedFile:
         (columns, ts, values) already parsed from exactly that state; then
         load it."""
         if rows is None:
-            with open(self.csv_path, "rb") as f:
-                columns, ts, values = parse_csv(f.read())
+            columns, ts, values = parse_file(self.csv_path)
             ts, values = sorted_unique(ts, values)
         else:
             columns, ts, values = rows

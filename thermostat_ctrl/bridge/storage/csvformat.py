@@ -16,6 +16,7 @@ use it.
 import io
 import logging
 import math
+import os
 import re
 import time
 from typing import Iterable, Optional, Sequence
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DAY_MS", "day_of", "file_name", "parse_file_name", "iso_time", "iso_times",
     "header_line", "parse_header", "format_value", "cell_objects", "row_line", "parse_csv",
+    "parse_file",
 ]
 
 DAY_MS = 86_400_000
@@ -185,3 +187,48 @@ def _parse_lines_slowly(data: bytes, k: int) -> np.ndarray:
             continue
     logger.warning("skipped %d malformed CSV lines", len(data.splitlines()) - len(rows))
     return np.array(rows, dtype=np.float64).reshape(len(rows), k + 1)
+
+
+def parse_file(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`parse_csv` of a whole file, several times faster.
+
+    A file in which every line is complete and well-formed is parsed by
+    pyarrow (imported on first use: only processes that parse whole files
+    pay for it); any other falls back to :func:`parse_csv`, which skips the
+    bad lines.  Both read numbers with correct rounding, so the result is
+    the same either way.
+    """
+    with open(path, "rb") as f:
+        header = f.readline()
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - 1))
+        complete = header.endswith(b"\n") and f.read(1) == b"\n"
+        if not complete or size == len(header):
+            f.seek(0)
+            return parse_csv(f.read())
+    columns = parse_header(header)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(columns) + 2)]  # header names may repeat
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                           block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False,
+                                             newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.float64() for name in names[2:]} | {"c1": pa.int64()},
+                include_columns=names[1:], null_values=[""], strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+        ts = table.column("c1")
+        if ts.null_count:
+            raise ValueError("a row without ts")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        with open(path, "rb") as f:
+            return parse_csv(f.read())
+    values = np.empty((table.num_rows, len(columns)))
+    for j, name in enumerate(names[2:]):
+        values[:, j] = table.column(name).to_numpy()
+    return columns, ts.to_numpy(), values

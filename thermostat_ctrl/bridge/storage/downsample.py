@@ -1,12 +1,23 @@
-"""Min/max downsampling into time buckets aligned to the epoch.
+"""Ordered min/max downsampling into time buckets aligned to the epoch.
 
-Each non-empty bucket of width ``W`` becomes at most two rows: every column's
-minimum at the time of the bucket's first sample and, if the bucket holds
-more than one sample, every column's maximum at the time of its last sample.
-NaNs are ignored (NaN only if all are NaN); empty buckets produce no row, so
-gaps stay gaps.  Because min and max are exact and associative, the same rows
-come out whether the raw samples or pre-aggregated partial buckets
-(:class:`Aggregates`, e.g. per-minute summaries of closed days) are reduced.
+Each non-empty bucket of width ``W`` becomes at most two rows, at the times
+of its first and its last sample.  For every column, the first row holds
+whichever of the column's minimum and maximum occurred first in the bucket
+and the second row the other, so a line drawn through one column's rows
+passes through each bucket's true extremes in the order they happened (a
+falling channel keeps falling).  A bucket of one sample is that sample.
+NaNs are ignored (NaN only if all are NaN).
+
+Gaps (:mod:`.gaps`) are marked in a downsampled answer too, where two
+consecutive samples are further apart than both the gap threshold and the
+bucket width: an interval within one bucket is never a gap, a shorter gap is
+finer than the answer resolves.  So a bucket's rows are never split, and
+with ``B`` buckets an answer holds at most ``3B - 1`` rows.
+
+Minimum, maximum and the time of each are exact and associative (ties go to
+the earlier sample), so the same rows come out whether the raw samples or
+pre-aggregated partial buckets (:class:`Aggregates`, e.g. per-minute
+summaries of closed days) are reduced.
 """
 
 from dataclasses import dataclass
@@ -14,7 +25,9 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["LADDER_MS", "bucket_width", "Aggregates", "minmax"]
+from .gaps import mark_gaps
+
+__all__ = ["LADDER_MS", "NO_TS", "bucket_width", "Aggregates", "downsample"]
 
 _S, _MIN, _H, _D = 1_000, 60_000, 3_600_000, 86_400_000
 
@@ -27,21 +40,30 @@ LADDER_MS: tuple[int, ...] = (
     _D, 2 * _D, 7 * _D, 14 * _D, 30 * _D, 60 * _D, 90 * _D, 180 * _D, 365 * _D,
 )
 
+#: The time of the minimum or maximum of a column that has no value (later
+#: than any sample; exact in float64, as the caches store it).
+NO_TS = 2 ** 62
+
 
 def _buckets(from_ms: int, to_ms: int, width: int) -> int:
     return to_ms // width - from_ms // width + 1
 
 
+def max_buckets(max_points: int) -> int:
+    """Buckets whose rows and gap marks fit in ``max_points`` rows."""
+    return (max_points + 1) // 3
+
+
 def bucket_width(from_ms: int, to_ms: int, max_points: int) -> int:
     """The smallest ladder width whose aligned buckets touching
-    ``[from_ms, to_ms]`` number at most ``max_points // 2``.
+    ``[from_ms, to_ms]`` number at most :func:`max_buckets` (``max_points``).
 
     :raises ValueError: if ``from_ms`` is negative or ``max_points < 2``.
     """
     from_ms, to_ms = int(from_ms), int(to_ms)
     if from_ms < 0 or max_points < 2:
         raise ValueError(f"need from_ms >= 0 and max_points >= 2, got {from_ms}, {max_points}")
-    limit = max_points // 2
+    limit = max_buckets(max_points)
     for width in LADDER_MS:
         if _buckets(from_ms, to_ms, width) <= limit:
             return width
@@ -56,8 +78,10 @@ class Aggregates:
     """Time-ordered, non-overlapping partial buckets of samples.
 
     Row ``i`` summarises ``count[i]`` samples taken from ``first_ts[i]`` to
-    ``last_ts[i]`` with per-column NaN-ignoring ``min``/``max``.  Raw rows are
-    the special case ``count == 1``, ``first_ts == last_ts``, ``min == max``.
+    ``last_ts[i]`` with per-column NaN-ignoring ``min``/``max`` and the time
+    of the first sample holding each (``min_ts``/``max_ts``, :data:`NO_TS`
+    for a column without a value).  Raw rows are the special case
+    ``count == 1``, ``first_ts == last_ts``, ``min == max``.
     """
 
     first_ts: np.ndarray  # int64 (m,)
@@ -65,27 +89,41 @@ class Aggregates:
     count: np.ndarray  # int64 (m,)
     min: np.ndarray  # float64 (m, k)
     max: np.ndarray  # float64 (m, k)
+    min_ts: np.ndarray  # int64 (m, k)
+    max_ts: np.ndarray  # int64 (m, k)
+
+    FIELDS = ("first_ts", "last_ts", "count", "min", "max", "min_ts", "max_ts")
 
     @classmethod
     def from_rows(cls, ts: np.ndarray, values: np.ndarray) -> "Aggregates":
-        """Raw rows as one-sample aggregates (no copy)."""
-        return cls(ts, ts, np.ones(len(ts), dtype=np.int64), values, values)
+        """Raw rows as one-sample aggregates (without copying the values)."""
+        when = np.broadcast_to(ts[:, np.newaxis], values.shape)
+        return cls(ts, ts, np.ones(len(ts), dtype=np.int64), values, values, when, when)
+
+    @classmethod
+    def empty(cls, ncols: int) -> "Aggregates":
+        """No aggregates, ``ncols`` columns."""
+        none = np.empty(0, dtype=np.int64)
+        nan = np.empty((0, ncols), dtype=np.float64)
+        when = np.empty((0, ncols), dtype=np.int64)
+        return cls(none, none, none, nan, nan, when, when)
 
     @classmethod
     def concat(cls, parts: list["Aggregates"], ncols: int) -> "Aggregates":
         """Time-ordered parts joined into one."""
         parts = [p for p in parts if len(p.first_ts)]
         if not parts:
-            empty = np.empty(0, dtype=np.int64)
-            nan = np.empty((0, ncols), dtype=np.float64)
-            return cls(empty, empty, empty, nan, nan)
+            return cls.empty(ncols)
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts])
-                     for f in ("first_ts", "last_ts", "count", "min", "max")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS))
 
     def __len__(self) -> int:
         return len(self.first_ts)
+
+    def slice(self, start: int, stop: int) -> "Aggregates":
+        """Rows ``start:stop`` (views)."""
+        return Aggregates(*(getattr(self, f)[start:stop] for f in self.FIELDS))
 
     @property
     def samples(self) -> int:
@@ -99,38 +137,48 @@ class Aggregates:
         keys = self.first_ts // width
         starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
         ends = np.append(starts[1:], len(keys)) - 1
-        return Aggregates(
-            self.first_ts[starts],
-            self.last_ts[ends],
-            np.add.reduceat(self.count, starts),
-            np.fmin.reduceat(self.min, starts, axis=0),
-            np.fmax.reduceat(self.max, starts, axis=0),
-        )
+        group = np.repeat(np.arange(len(starts)), ends - starts + 1)
+        low = np.fmin.reduceat(self.min, starts, axis=0)
+        high = np.fmax.reduceat(self.max, starts, axis=0)
+        # The earliest time each bucket's extreme was reached (NaN never matches).
+        low_ts = np.minimum.reduceat(
+            np.where(self.min == low[group], self.min_ts, NO_TS), starts, axis=0)
+        high_ts = np.minimum.reduceat(
+            np.where(self.max == high[group], self.max_ts, NO_TS), starts, axis=0)
+        return Aggregates(self.first_ts[starts], self.last_ts[ends],
+                          np.add.reduceat(self.count, starts), low, high, low_ts, high_ts)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Min row at each bucket's first sample, then (if it holds more than
-        one sample) max row at its last: ``(ts, values)``."""
+        """Each bucket's earlier extreme per column at its first sample, then
+        (if it holds more than one sample) the later one at its last:
+        ``(ts, values)``."""
         n, k = len(self), self.min.shape[1]
+        min_first = self.min_ts <= self.max_ts
         ts = np.empty(2 * n, dtype=np.int64)
         values = np.empty((2 * n, k), dtype=np.float64)
         ts[0::2], ts[1::2] = self.first_ts, self.last_ts
-        values[0::2], values[1::2] = self.min, self.max
+        values[0::2] = np.where(min_first, self.min, self.max)
+        values[1::2] = np.where(min_first, self.max, self.min)
         keep = np.ones(2 * n, dtype=bool)
         keep[1::2] = self.count > 1
         return ts[keep], values[keep]
 
 
-def minmax(
-    ts: np.ndarray,
-    values: np.ndarray,
-    from_ms: int,
-    to_ms: int,
-    max_points: Optional[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Downsample time-ordered rows lying in ``[from_ms, to_ms]`` to at most
-    ``max_points`` rows (unchanged if there are no more than that), using
-    :func:`bucket_width` buckets."""
+def downsample(ts: np.ndarray, values: np.ndarray, from_ms: int, to_ms: int,
+               max_points: Optional[int], gap_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """The answer to a query over time-ordered rows lying in
+    ``[from_ms, to_ms]``: the rows with their gaps marked if that fits in
+    ``max_points`` rows (or ``max_points`` is None), else their
+    :func:`bucket_width` buckets with the gaps longer than a bucket marked.
+
+    This is the definition; the store computes the same from partial
+    aggregates without reading every row.
+    """
+    if max_points is not None:
+        width = bucket_width(from_ms, to_ms, max_points)
     if max_points is None or len(ts) <= max_points:
-        return ts, values
-    width = bucket_width(from_ms, to_ms, max_points)
-    return Aggregates.from_rows(ts, values).reduce(width).rows()
+        marked = mark_gaps(ts, values, gap_ms)
+        if max_points is None or len(marked[0]) <= max_points:
+            return marked
+    ts, values = Aggregates.from_rows(ts, values).reduce(width).rows()
+    return mark_gaps(ts, values, max(gap_ms, width))

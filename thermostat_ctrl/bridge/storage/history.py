@@ -18,14 +18,14 @@ import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from .cachefile import CACHE_DIR, HOUR_MS, MINUTE_MS, ClosedFile, StatKey, build_cache, stat_key
 from .csvformat import DAY_MS, parse_file_name, parse_header
-from .downsample import Aggregates
+from .downsample import NO_TS, Aggregates
 from .livefile import LiveFile
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class DiskHistory:
         self._headers: dict[str, list[str]] = {}
         self._headers_lock = threading.Lock()
         self._live: Optional[LiveFile] = None
+        self._foreground = threading.Event()  # cleared while a query builds caches
+        self._foreground.set()
         #: Number of caches (re)built by this instance.
         self.caches_built = 0
 
@@ -160,13 +162,48 @@ class DiskHistory:
             return []
         newest = listing[-1][1]
         day_lo, day_hi = from_ms // DAY_MS, to_ms // DAY_MS
+        wanted = [(day, name) for (day, _), name in listing if day_lo <= day <= day_hi]
+        self._build_missing([(day, name) for day, name in wanted if name != newest])
         result = []
-        for (day, _), name in listing:
-            if day_lo <= day <= day_hi:
-                fd = self._file(name, day, live=name == newest)
-                if fd is not None:
-                    result.append(fd)
+        for day, name in wanted:
+            fd = self._file(name, day, live=name == newest)
+            if fd is not None:
+                result.append(fd)
         return result
+
+    def _build_missing(self, closed: list[tuple[int, str]]) -> None:
+        """Build the missing or stale caches among ``closed`` files, several at
+        once (parsing mostly runs without the GIL), so that a query over days
+        without caches is not answered one file at a time; the background
+        builder waits meanwhile."""
+        todo = []
+        for day, name in closed:
+            path = os.path.join(self.data_dir, name)
+            try:
+                key = stat_key(os.stat(path))
+            except FileNotFoundError:
+                continue
+            fd = self._files.get(name)
+            if fd is not None and fd.key == key:
+                continue
+            if self._live is not None and self._live.csv_path == path:
+                continue  # just closed: cached from the rows in memory
+            fd = fd or ClosedFile(path, os.path.join(self.cache_dir, name), day)
+            if not fd.load(key):
+                todo.append((name, fd, key))
+        if len(todo) < 2:
+            return  # one file: nothing to gain, _file builds it
+        self._foreground.clear()
+        try:
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                builds = {name: pool.submit(fd.build, key) for name, fd, key in todo}
+            for name, fd, key in todo:
+                if builds[name].exception() is None:  # else _file retries and logs it
+                    logger.info("built history cache of %s", fd.csv_path)
+                    self.caches_built += 1
+                    self._files[name] = fd
+        finally:
+            self._foreground.set()
 
     def build_caches(self, workers: int = 0) -> int:
         """Build missing or stale caches of every closed file (e.g. in a
@@ -197,6 +234,7 @@ class DiskHistory:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for i in range(0, len(paths), workers):
                 batch = paths[i:i + workers]
+                self._foreground.wait()  # a query building its own caches goes first
                 try:
                     futures = [pool.submit(_build_cache_quietly, path) for path in batch]
                 except RuntimeError:  # the interpreter is exiting
@@ -244,11 +282,21 @@ class DiskHistory:
         return np.array(dst, dtype=np.intp), np.array(src, dtype=np.intp)
 
     @staticmethod
-    def _take(block: np.ndarray, dst: np.ndarray, src: np.ndarray, k: int) -> np.ndarray:
-        out = np.full((len(block), k), np.nan)
+    def _take(block: np.ndarray, dst: np.ndarray, src: np.ndarray, k: int,
+              missing: Union[float, int] = np.nan) -> np.ndarray:
+        """``block``'s columns ``src`` as columns ``dst`` of ``k``, the others ``missing``."""
+        out = np.full((len(block), k), missing, dtype=np.asarray(missing).dtype)
         if len(dst):
             out[:, dst] = block[:, src]
         return out
+
+    def _take_aggregates(self, tier: Aggregates, maps: tuple[np.ndarray, np.ndarray],
+                         k: int) -> Aggregates:
+        """``tier`` with its columns mapped like :meth:`_take`."""
+        return Aggregates(
+            tier.first_ts, tier.last_ts, tier.count,
+            self._take(tier.min, *maps, k), self._take(tier.max, *maps, k),
+            self._take(tier.min_ts, *maps, k, NO_TS), self._take(tier.max_ts, *maps, k, NO_TS))
 
     def _raw_rows(self, fd: FileData, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         i = int(np.searchsorted(fd.ts, lo, "left"))
@@ -316,8 +364,5 @@ class DiskHistory:
         i = int(np.searchsorted(tier.first_ts, a, "left"))
         j = int(np.searchsorted(tier.first_ts, b, "left"))
         if i < j:
-            parts.append(Aggregates(
-                tier.first_ts[i:j], tier.last_ts[i:j], tier.count[i:j],
-                self._take(tier.min[i:j], *maps, k), self._take(tier.max[i:j], *maps, k),
-            ))
+            parts.append(self._take_aggregates(tier.slice(i, j), maps, k))
         self._file_aggregates(fd, b, hi, tiers[1:], maps, k, parts)

@@ -87,8 +87,7 @@ class LiveFile:
         self.ts, self.values = self._ts_buf[:self._n], self._val_buf[:self._n]
         # Re-aggregate from the first row of the last (possibly open) minute.
         old, i = self.minute, self._minute_stable
-        stable = Aggregates(old.first_ts[:i], old.last_ts[:i], old.count[:i],
-                            old.min[:i], old.max[:i])
+        stable = old.slice(0, i)
         start = stable.samples
         tail = Aggregates.from_rows(self.ts[start:], self.values[start:]).reduce(MINUTE_MS)
         self.minute = Aggregates.concat([stable, tail], len(self.columns))

@@ -1,5 +1,5 @@
 """A device's data store: recent rows in memory, every row in the CSV log,
-range queries over both."""
+range queries over both (gaps marked, downsampled: :mod:`.downsample`)."""
 
 import logging
 import threading
@@ -11,6 +11,7 @@ import numpy as np
 from .csvformat import iso_time
 from .csvlog import CsvLog
 from .downsample import Aggregates, bucket_width
+from .gaps import gap_ms, mark_gaps
 from .history import DiskHistory
 from .ringbuffer import RingBuffer
 
@@ -39,10 +40,14 @@ class Store:
         if not writable).
     :param columns: initial value columns (see :func:`~.schema.columns_for`).
     :param capacity: rows kept in memory.
+    :param poll_period: seconds between the device's polls: samples further
+        apart than a few periods have a gap between them (:mod:`.gaps`).
     """
 
-    def __init__(self, data_dir: str, columns: Sequence[str], capacity: int):
+    def __init__(self, data_dir: str, columns: Sequence[str], capacity: int,
+                 poll_period: float = 1.0):
         self.capacity = int(capacity)
+        self.gap_ms = gap_ms(poll_period)
         self._csv = CsvLog(data_dir, columns)
         self._ring = RingBuffer(list(columns), self.capacity)
         self._history = DiskHistory(data_dir)
@@ -127,41 +132,42 @@ class Store:
 
     def query(self, from_ms: int, to_ms: int, columns: Optional[Sequence[str]] = None,
               max_points: Optional[int] = None) -> Table:
-        """Rows with ``from_ms <= ts <= to_ms``, min/max-downsampled to at most
-        ``max_points`` rows when more fall in the range.
+        """Rows with ``from_ms <= ts <= to_ms`` and a NaN row inside each gap,
+        downsampled to ordered min/max buckets when that is more than
+        ``max_points`` rows: exactly :func:`~.downsample.downsample` of every
+        row in the range.
 
-        Rows still in memory are served from it, older ones from disk; the
-        answer is the same either way.  Unknown columns come out as NaN.
-        Without ``max_points`` every row is returned: callers bound the range.
+        Rows still in memory are served from it, older ones from disk (from
+        the caches' tiers where a bucket allows it); the answer is the same
+        either way.  Unknown columns come out as NaN.  Without ``max_points``
+        every row is returned: callers bound the range.
 
         :raises ValueError: with ``max_points`` below 2 or a negative ``from_ms``.
         """
         columns = self.columns if columns is None else list(columns)
         k = len(columns)
+        width = None if max_points is None else bucket_width(from_ms, to_ms, max_points)
         with self._lock:
             mem_ts, ring_values = self._ring.read(from_ms, to_ms)
             ring_columns, oldest = self._ring.columns, self._ring.oldest_ts
         mem_values = _select(ring_values, ring_columns, columns)
         disk_to = to_ms if oldest is None else min(to_ms, oldest - 1)
         on_disk = from_ms <= disk_to
-
-        def raw() -> Table:
-            if not on_disk:
-                return Table(mem_ts, columns, mem_values)
-            ts, values = self._history.raw(from_ms, disk_to, columns)
-            return Table(np.concatenate([ts, mem_ts]), columns,
-                         np.concatenate([values, mem_values]))
-
-        if max_points is None or (not on_disk and len(mem_ts) <= max_points):
-            return raw()
-        width = bucket_width(from_ms, to_ms, max_points)
-        parts = [Aggregates.from_rows(mem_ts, mem_values)]
-        if on_disk:
-            parts.insert(0, self._history.aggregates(from_ms, disk_to, columns, width))
-        aggregates = Aggregates.concat(parts, k)
-        if aggregates.samples <= max_points:
-            return raw()
+        memory = Aggregates.from_rows(mem_ts, mem_values)
+        aggregates = memory
+        if on_disk and width is not None:
+            aggregates = Aggregates.concat(
+                [self._history.aggregates(from_ms, disk_to, columns, width), memory], k)
+        if width is None or aggregates.samples <= max_points:
+            ts, values = mem_ts, mem_values
+            if on_disk:
+                disk_ts, disk_values = self._history.raw(from_ms, disk_to, columns)
+                ts, values = np.concatenate([disk_ts, ts]), np.concatenate([disk_values, values])
+            ts, values = mark_gaps(ts, values, self.gap_ms)
+            if width is None or len(ts) <= max_points:
+                return Table(ts, columns, values)
         ts, values = aggregates.reduce(width).rows()
+        ts, values = mark_gaps(ts, values, max(self.gap_ms, width))
         return Table(ts, columns, values)
 
 
