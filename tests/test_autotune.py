@@ -168,10 +168,42 @@ async def test_timeout_restores():
 async def test_no_convergence_restores():
     async with bench(SPEED) as b:
         before = await _prepare(b.driver)
-        # a noise band of 1 mK (a third of the noise): noise-triggered switching
+        # settled: power_up's PID can start with a kick of ~0.3 A (a sample between the
+        # gains and the target), which would take the relay out of the window instead
+        await procedures.wait_settled(b.driver, 0)
+        seen = []
+        # a noise band of 1 mK (a third of the noise): noise-triggered switching; a bias
+        # (the PID's last output) more than 20 mA off makes a half stall instead
         with pytest.raises(procedures.ProcedureError, match="converge|noise band"):
             await procedures.autotune(b.driver, 0, 25.0, hysteresis=0.001, amplitude=0.02,
-                                      cycles=8, max_cycles=8)
+                                      cycles=8, max_cycles=8, on_progress=seen.append)
+        assert seen[-1]["state"] == "failed" and seen[-1]["elapsed_s"] < 900  # timeout 1800
+        assert await state(b.driver, 0) == before
+
+
+async def test_relay_that_never_forms_stalls_and_restores():
+    async with bench(SPEED) as b:
+        await b.driver.set_current(0, 0.0)  # 0 A holds the ambient 25 degC
+        before = await state(b.driver, 0)
+        seen = []
+        # 20 mA of cooling holds 24.76 degC: the first half never reaches 24 degC
+        with pytest.raises(procedures.ProcedureError, match="stalled.*24.7"):
+            await procedures.autotune(b.driver, 0, 24.0, amplitude=0.02,
+                                      on_progress=seen.append)
+        assert seen[-1]["elapsed_s"] < 900
+        assert await state(b.driver, 0) == before
+
+
+async def test_no_room_at_the_operating_point_is_a_procedure_error_and_restores():
+    async with bench(SPEED) as b:
+        # 1 A of cooling holds 14.5 degC at best: the PID regulating to 10 degC saturates
+        await procedures.power_up(b.driver, 0, 10.0, **EXAMPLE_GAINS)
+        async for rep in procedures.samples(b.driver, 0):
+            if rep["i_set"] >= 1.0:
+                break
+        before = await state(b.driver, 0)
+        with pytest.raises(procedures.ProcedureError, match="output limit"):
+            await procedures.autotune(b.driver, 0, 10.0)
         assert await state(b.driver, 0) == before
 
 
@@ -195,6 +227,47 @@ def test_per_sample_gains_match_the_firmware_pid():
                   + per_second["kd"] * np.diff(e, prepend=e[0]) / ts)
     # the firmware's output starts at 0 for the first sample's error: compare increments
     assert np.allclose(np.diff(fw), np.diff(continuous), atol=1e-9)
+
+
+def _relay_on_plant(relay: tuning.Relay, holding: float, seconds: float,
+                    start: float = 0.0) -> list:
+    """Feed ``relay`` from a first-order plant (tau 40 s, 0.3 K/(A s), a 1 s sensor
+    lag, 3 mK noise, 0.1 s samples) held at the target by ``holding`` A, starting
+    ``start`` K from it; the stalled_at values, one a sample, until the relay
+    converges."""
+    rng = np.random.default_rng(3)
+    mass = sensor = relay.target + start
+    current = relay.command
+    seen = []
+    for k in range(int(seconds / 0.1)):
+        mass += 0.1 * ((relay.target - mass) / 40 - 0.3 * (current - holding))
+        sensor += 0.1 * (mass - sensor)
+        current = relay.feed(0.1 * k, sensor + rng.normal(0, 0.003), current)
+        seen.append(relay.stalled_at)
+        if relay.converged:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("holding, start", [
+    (0.0, 0.0), (0.04, 0.0), (-0.04, 0.0),  # the bias 0 A off by 0 or 80 % of the relay's
+    (0.0, 1.0), (0.0, -1.0)])  # a long first half: 1 K from the target at 50 mA
+def test_a_relay_whose_drive_reaches_the_operating_point_never_stalls(holding, start):
+    relay = tuning.Relay(25.0, 0.009, 0.05, -1.0, 1.0, bias=0.0, noise=0.003)
+    seen = _relay_on_plant(relay, holding, 3000, start)
+    assert relay.converged and seen.count(None) == len(seen)
+    assert relay.bias == pytest.approx(holding, abs=0.01)
+    if start:
+        assert relay.halves[0].end - relay.halves[0].start > 20
+
+
+def test_a_relay_that_never_reaches_its_switch_stalls():
+    relay = tuning.Relay(25.0, 0.009, 0.02, -1.0, 1.0, bias=0.0, noise=0.003)
+    seen = _relay_on_plant(relay, 0.05, 3000)  # 30 mA beyond the relay's reach
+    stalled = [i for i, v in enumerate(seen) if v is not None]
+    assert len(relay.halves) == 1 and stalled
+    assert 0.1 * stalled[0] < 600  # a few plant time constants, once standing still
+    assert seen[stalled[0]] == pytest.approx(25.0 + 0.03 * 0.3 * 40, abs=0.02)
 
 
 def test_noise_sigma_ignores_drift():

@@ -10,8 +10,9 @@
    is fitted to both records and reduced to FOPDT (half rule).
 4. gains for every rule, in per-second and per-sample (firmware) units.
 
-Aborts (window, timeout, open thermistor, lost connection, no convergence,
-the caller) restore the channel's previous state before raising.
+Aborts (window, timeout, open thermistor, lost connection, no convergence or
+a stalled relay, the caller) restore the channel's previous state before
+raising.
 """
 
 import asyncio
@@ -51,7 +52,10 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "s
         (widened to include the start until the target is first crossed).
     :param timeout_s: abort after this many device (and wall) seconds.
     :param cycles: consistent cycles needed per relay stage.
-    :param max_cycles: abort when a stage has not converged after this many.
+    :param max_cycles: abort when a stage has not converged after this many;
+        also abort when a relay half stalls (the temperature settles short of
+        the switch: the relay amplitude does not reach past the operating
+        point).
     :param apply: write the gains and output range (``output_min``,
         ``output_max`` = the output limits) to the channel; ``engage`` also
         sets the target and engages the PID; ``save`` then saves to flash.
@@ -96,7 +100,11 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "s
     cap = min(high, -low) / 2 if amplitude is None else amplitude
     run = _Run(driver, ch, target, window, timeout_s, on_progress, abort)
     try:
-        result = await run.tune(before, low, high, cap, hysteresis, cycles, max_cycles, rule)
+        try:
+            result = await run.tune(before, low, high, cap, hysteresis, cycles, max_cycles,
+                                    rule)
+        except tuning.TuningError as e:
+            raise ProcedureError("channel {}: {}; autotune aborted".format(ch, e)) from e
     except BaseException as e:
         run.progress(state="restoring")
         try:
@@ -198,6 +206,16 @@ class _Run:
                           remaining_s=remaining(relay, last))
             if relay.converged:
                 return
+            settled = relay.stalled_at
+            if settled is not None:
+                raise ProcedureError(
+                    "channel {}: the relay oscillation stalled and did not converge ({}): no"
+                    " switch for {:.0f} s, the temperature settles at {:.3f} degC, short of"
+                    " {:.3f} degC; the current holding the target is more than the relay"
+                    " amplitude {:.3g} A from {:.3g} A (increase the amplitude, or start"
+                    " from a settled channel); autotune aborted".format(
+                        self.ch, stage, t - relay.halves[-1].start, settled, relay.threshold,
+                        relay.amplitude, relay.bias))
             if len(relay.halves) > 2 * max_cycles + 1:  # counts cycles without peaks too
                 raise ProcedureError(
                     "channel {}: the relay oscillation did not converge in {} cycles ({});"
@@ -224,11 +242,13 @@ class _Run:
                 return left + stage_cycles * factor * last.period
             return estimate
 
-        first = tuning.Relay(self.target, eps, cap, low, high, bias=bias, cycles=cycles)
+        noise = max(sigma, eps / 3)  # a noise-free record would never stand still
+        first = tuning.Relay(self.target, eps, cap, low, high, bias=bias, cycles=cycles,
+                             noise=noise)
         await self.relay(first, "relay", max_cycles, low, high, remaining(cycles + 1, 2.0))
         ultimate = tuning.analyse(first)
         second = tuning.Relay(self.target, max(eps, 2 * ultimate.amplitude), cap, low, high,
-                              bias=first.bias, cycles=cycles)
+                              bias=first.bias, cycles=cycles, noise=noise)
         await self.relay(second, "identify", max_cycles, low, high, remaining(0, 0))
         self.progress(state="fitting")
         slow = tuning.analyse(second)

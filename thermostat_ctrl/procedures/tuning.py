@@ -8,11 +8,12 @@ evaluated once per sample of period ``Ts`` uses ``kp``, ``ki·Ts`` and
 
 :class:`Relay` is the state machine of an asymmetric relay with hysteresis
 around a bias current that it moves to the operating point (the time-average
-current of each cycle); :func:`analyse` turns its record into the ultimate
-gain and period and a first-order-plus-dead-time (FOPDT) model;
-:func:`tune` applies a rule.
+current of each cycle); it tells when a half-cycle has stalled short of its
+switch.  :func:`analyse` turns its record into the ultimate gain and period
+and a first-order-plus-dead-time (FOPDT) model; :func:`tune` applies a rule.
 """
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ RULES = {
 MODEL_RULES = ("simc",)
 
 _SMOOTH = 5  # samples in the moving mean that locates the peaks
+_STALL_SAMPLES = 100  # a half-cycle is judged stalled only with this many samples
+_STALL_FACTOR = 2.0   # ... and this many times as long as the longest half before it
 
 
 class TuningError(RuntimeError):
@@ -86,15 +89,22 @@ class Relay:
     means of the last ``cycles`` cycles' amplitude and period are known to
     ``tolerance`` (relative standard error; a switch comes up to one sample
     late, so single cycles scatter) and the bias's to ``tolerance·d``.
+
+    A half-cycle whose drive does not reach past the operating point (the bias
+    is off by more than ``d``) never ends: the temperature settles short of
+    the switch.  :attr:`stalled_at` tells it from a slow half by the
+    temperature standing still or settling, measured against the sample
+    ``noise`` (K, σ; default a third of the hysteresis, the 3 σ band).
     """
 
     def __init__(self, target: float, hysteresis: float, amplitude: float, low: float,
                  high: float, bias: float = 0.0, cycles: int = 4, tolerance: float = 0.05,
-                 symmetric: bool = True):
+                 symmetric: bool = True, noise: Optional[float] = None):
         if not low < high:
             raise ValueError("low ({}) must be below high ({})".format(low, high))
         self.target = target
         self.hysteresis = hysteresis
+        self.noise = hysteresis / 3 if noise is None else noise
         self.amplitude = amplitude
         self.low, self.high = low, high
         self.needed = cycles
@@ -105,6 +115,9 @@ class Relay:
         self.cycles: list = []
         self.crossed = False
         self._smooth: deque = deque(maxlen=_SMOOTH)
+        self._times: list = []     # the present half's sample times ...
+        self._sums: list = [0.0]   # ... and the running sums of its temperatures
+        self._longest = 0.0        # the longest half so far (s)
         self._amplitudes()
 
     def _amplitudes(self) -> None:
@@ -141,6 +154,57 @@ class Relay:
                 and np.std(biases) / math.sqrt(self.needed)
                 < self.tolerance * min(self.cool, self.heat))
 
+    @property
+    def threshold(self) -> Optional[float]:
+        """The temperature whose crossing ends the present half (None before
+        the first sample)."""
+        if not self.halves:
+            return None
+        sign = 1 if self.state == "heating" else -1
+        return self.target + sign * self.hysteresis
+
+    @property
+    def stalled_at(self) -> Optional[float]:
+        """The temperature at which the present half has stalled short of its
+        switch, or None.
+
+        Judged once the half has ``_STALL_SAMPLES`` samples and has lasted
+        ``_STALL_FACTOR`` times as long as the longest half before it, on the
+        mean temperatures of the last three quarters of its age: the step of
+        the last quarter's mean toward the :attr:`threshold` (or away from
+        it) is either within 3 σ of its noise (standing still: another four
+        ages at the fastest pace that noise allows), or at most 1/e of the
+        step before (settling, seen over four time constants or more: at
+        most 1/(e - 1) of the step is left to come); stalled when the last
+        quarter is short of the threshold by more than is left to come, plus
+        3 σ of its noise.  A half that still moves toward its switch, however
+        slowly, is not stalled.
+        """
+        n = len(self._times)
+        if n < _STALL_SAMPLES:
+            return None
+        start = self.halves[-1].start
+        age = self._times[-1] - start
+        if age < _STALL_FACTOR * self._longest:
+            return None
+        cuts = [bisect.bisect_left(self._times, start + age * f) for f in (0.25, 0.5, 0.75)]
+        cuts.append(n)
+        counts = [b - a for a, b in zip(cuts, cuts[1:])]
+        if min(counts) < _SMOOTH:
+            return None
+        means = [(self._sums[b] - self._sums[a]) / (b - a) for a, b in zip(cuts, cuts[1:])]
+        spread = [3 * self.noise * math.sqrt(1 / a + 1 / b) for a, b in zip(counts, counts[1:])]
+        toward = 1 if self.state == "heating" else -1
+        step1, step2 = (toward * (b - a) for a, b in zip(means, means[1:]))
+        if abs(step2) <= spread[1]:
+            left = 16 * (abs(step2) + spread[1])  # 4 ages = 16 quarters
+        elif step1 * step2 > 0 and abs(step2) + spread[1] <= (abs(step1) - spread[0]) / math.e:
+            left = max(step2 + spread[1], 0.0) / (math.e - 1)
+        else:
+            return None
+        short = toward * (self.threshold - means[2])
+        return means[2] if short > left + 3 * self.noise / math.sqrt(counts[2]) else None
+
     def feed(self, t: float, temperature: float, current: float) -> float:
         """Take one sample (device time, temperature, measured current);
         return the current to drive."""
@@ -149,6 +213,8 @@ class Relay:
             self._switch(t, "cooling" if temperature > self.target else "heating")
         half = self.halves[-1]
         half.samples.append((t, temperature, current))
+        self._times.append(t)
+        self._sums.append(self._sums[-1] + temperature)
         if len(self._smooth) == _SMOOTH:
             mid_t = self._smooth[_SMOOTH // 2][0]
             mean = sum(v for _, v in self._smooth) / _SMOOTH
@@ -163,8 +229,11 @@ class Relay:
 
     def _switch(self, t: float, state: str) -> None:
         if self.halves:
-            self.halves[-1].end = t
+            half = self.halves[-1]
+            half.end = t
+            self._longest = max(self._longest, half.end - half.start)
             self.crossed = True
+        self._times, self._sums = [], [0.0]
         if state == "cooling" and len(self.halves) >= 3:
             self._close_cycle()
         command = self.bias + self.cool if state == "cooling" else self.bias - self.heat
