@@ -97,8 +97,10 @@ async def power_up(driver: Thermostat, ch: int, target: float, kp: Optional[floa
                    ki: Optional[float] = None, kd: Optional[float] = None,
                    max_i_pos: Optional[float] = None, max_i_neg: Optional[float] = None,
                    max_v: Optional[float] = None, safe_window: tuple = SAFE_WINDOW) -> dict:
-    """Regulate channel ``ch`` to ``target`` °C: set the given output limits
-    and PID gains (per sample), the target, then engage the PID.
+    """Regulate channel ``ch`` to ``target`` °C: set the given output limits,
+    the target and the PID gains (per sample), then engage the PID.  The
+    target goes first: the firmware's PID runs on every sample, engaged or
+    not, and new gains against the old target would wind it up.
 
     Every argument is checked before anything is sent (ValueError naming it).
     Returns the channel's ``{"pid": {...}, "output": {...}}``; ``output``
@@ -117,9 +119,9 @@ async def power_up(driver: Thermostat, ch: int, target: float, kp: Optional[floa
             raise ValueError("{} must not be negative, not {!r}".format(name, value))
     if any(v is not None for v in limits.values()):
         await driver.set_output_limits(ch, max_i_pos, max_i_neg, max_v)
+    await driver.set_target(ch, target)
     if any(v is not None for v in gains.values()):
         await driver.set_pid_params(ch, kp, ki, kd)
-    await driver.set_target(ch, target)
     await driver.engage_pid(ch)
     result = {"pid": (await driver.get_pid())[ch], "output": (await driver.get_output())[ch]}
     if not any(result["output"].get(k) for k in limits):
