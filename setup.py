@@ -12,12 +12,17 @@ setup(
     license="LGPLv3+",
     python_requires=">=3.10",
     packages=find_packages(include=["thermostat_ctrl", "thermostat_ctrl.*"]),
+    # The live view's page and the vendored uPlot: served as they are, no build step.
+    package_data={"thermostat_ctrl.bridge.web": ["static/*.html", "static/*.js", "static/*.css",
+                                                 "static/uplot/*"]},
     install_requires=[
         "numpy>=1.25",
         "fastapi>=0.110",
         "uvicorn>=0.27",
         "pydantic>=2",
         "prometheus_client>=0.17",
+        "sse-starlette>=2.1",
+        "fastapi-offline>=1.7",
     ],
     extras_require={
         "test": [
@@ -28,6 +33,7 @@ setup(
             "httpx>=0.25",
             "pyyaml>=5",
             "schemathesis>=4,<5",
+            "playwright>=1.40",
         ],
         "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
     },
