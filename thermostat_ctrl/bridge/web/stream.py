@@ -26,6 +26,7 @@ from typing import Annotated, AsyncIterator, Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from ..acquisition.bus import SampleBus
@@ -161,10 +162,22 @@ async def _device_events(bus: SampleBus, device: Device, after: Optional[int]
                 next_status = max(next_status + every, loop.time())
     finally:
         subscription.close()
+        subscription.get(0)  # what it still held is freed (and no longer counted as queued)
+
+
+class _EventStream(EventSourceResponse):
+    """An event stream that drops a client whose socket stopped taking events."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning("dropped a stream client (%s) that stopped reading for %g s",
+                           scope.get("client"), SEND_TIMEOUT_S)
 
 
 def _response(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
-    return EventSourceResponse(events, send_timeout=SEND_TIMEOUT_S, ping=15)
+    return _EventStream(events, send_timeout=SEND_TIMEOUT_S, ping=15)
 
 
 @router.get("/stream", response_class=EventSourceResponse,

@@ -174,17 +174,12 @@
 
     async open() {
       $("#tz").textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-      this.buildPlots();
       const rows = await getJSON("series?device=" + encodeURIComponent(this.name));
+      // Without a stored setpoint column the setpoint is known from the stream only.
+      this.storedSetpoint = rows.length > 0 && "target_ch0" in rows[0];
+      this.buildPlots();
       this.live = Table.from(rows);
       this.shown = this.live;
-      if (!rows.length || !("target_ch0" in rows[0])) {
-        // Stored rows without a setpoint column: it is known from the stream only.
-        for (const p of this.plots) {
-          const s = p.series.findIndex(([label]) => label === "setpoint");
-          if (s >= 0) p.u.series[s + 1].label = "setpoint (known since this page opened)";
-        }
-      }
       this.connect();
       this.render();
     }
@@ -251,7 +246,9 @@
             axes: [{}, { size: 64 }],
             series: [{ value: (u, v) => (v == null ? "—" : stamp(v * 1000)) },
                      ...series.map(([label, , stroke, dash, , digits]) => ({
-                       label, stroke, dash: dash || undefined, width: 1.5, spanGaps: false,
+                       label: label === "setpoint" && !this.storedSetpoint
+                         ? "setpoint (known since this page opened)" : label,
+                       stroke, dash: dash || undefined, width: 1.5, spanGaps: false,
                        points: { show: false },
                        value: (u, v) => (v == null ? "—" : v.toFixed(digits)) }))],
             hooks: { setSelect: [(u) => this.onSelect(u)] },
