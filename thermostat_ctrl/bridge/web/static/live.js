@@ -251,9 +251,16 @@
                        stroke, dash: dash || undefined, width: 1.5, spanGaps: false,
                        points: { show: false },
                        value: (u, v) => (v == null ? "—" : v.toFixed(digits)) }))],
-            hooks: { setSelect: [(u) => this.onSelect(u)] },
           };
           const u = new uPlot(opts, [[], ...series.map(() => [])], box);
+          // uPlot reports the selection while it is dragged: zoom once the button is released.
+          u.over.addEventListener("mousedown", () => {
+            const released = () => {
+              document.removeEventListener("mouseup", released);
+              setTimeout(() => this.onSelect(u), 0);
+            };
+            document.addEventListener("mouseup", released);
+          });
           this.plots.push({ channel: ch, title, series, u });
         }
       });
