@@ -12,6 +12,9 @@ setup(
     license="LGPLv3+",
     python_requires=">=3.10",
     packages=find_packages(include=["thermostat_ctrl", "thermostat_ctrl.*"]),
+    # The live view's page and the vendored uPlot: served as they are, no build step.
+    package_data={"thermostat_ctrl.bridge.web": ["static/*.html", "static/*.js", "static/*.css",
+                                                 "static/uplot/*"]},
     install_requires=[
         "numpy>=1.25",
         "fastapi>=0.110",
@@ -23,6 +26,8 @@ setup(
         "rich>=13",  # progress bars and tables of the command lines
         "httpx>=0.25",  # the InfluxDB / VictoriaMetrics sinks
         "pyarrow>=14",  # fast parsing of whole CSV files (history caches, cold queries)
+        "sse-starlette>=2.1",  # the live view's Server-Sent Events
+        "fastapi-offline>=1.7",  # /docs and /redoc without a CDN
     ],
     extras_require={
         "test": [
@@ -32,6 +37,7 @@ setup(
             "hypothesis>=6",
             "pyyaml>=5",
             "schemathesis>=4,<5",
+            "playwright>=1.40",
         ],
         "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
     },

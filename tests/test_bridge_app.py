@@ -291,6 +291,10 @@ class _FakeDriver:
     async def get_pid(self):
         return [{"channel": ch, "target": 25.0} for ch in (0, 1)]
 
+    async def get_output(self):
+        return [{"channel": ch, "max_i_pos": 1.0, "max_i_neg": 1.0, "max_v": 4.0}
+                for ch in (0, 1)]
+
     async def get_hwrev(self):
         return {"rev": {"major": 2, "minor": 2}}
 

@@ -87,6 +87,8 @@ class Poller:
         self.driver: Optional[Thermostat] = None
         self.latest: Optional[Sample] = None
         self.targets: Optional[list] = None
+        #: Per channel ``{"max_i_pos", "max_i_neg", "max_v"}``, fetched with the targets.
+        self.limits: Optional[list] = None
         self.hwrev: Optional[str] = None
         self.polls_ok = 0
         self.failures: collections.Counter = collections.Counter()
@@ -247,17 +249,19 @@ class Poller:
         return ts
 
     async def _refresh_details(self) -> None:
-        """Fetch the PID targets (and the hardware revision once); a failure
-        here only leaves them as they were."""
+        """Fetch the PID targets and output limits (and the hardware revision
+        once); a failure here only leaves them as they were."""
         assert self.driver is not None
         self._targets_read = self._clock()
         try:
             self.targets = [c.get("target") for c in await self.driver.get_pid()]
+            self.limits = [{k: c.get(k) for k in ("max_i_pos", "max_i_neg", "max_v")}
+                           for c in await self.driver.get_output()]
             if self.hwrev is None:
                 rev = (await self.driver.get_hwrev()).get("rev", {})
                 self.hwrev = "v{}.{}".format(rev.get("major", "?"), rev.get("minor", "?"))
         except (ConnectionError, TimeoutError, protocol.DeviceError) as e:
-            logger.debug("%s: could not fetch PID targets or hardware revision: %s",
+            logger.debug("%s: could not fetch PID targets, limits or hardware revision: %s",
                          self.name, e)
 
     def _resolve_fields(self, report: list) -> None:

@@ -2,7 +2,10 @@
 
 ``create_app(config)`` builds the app for the configured devices (or the
 simulation); its lifespan starts and stops the bridge.  Every request passes
-:class:`~.security.Guard` first (size limits, the bearer token).
+:class:`~.security.Guard` first (size limits, the bearer token); every
+response gets the :mod:`.csp` policy.  ``/`` is the live view; ``/docs`` and
+``/redoc`` are served with their assets from a package (fastapi-offline), so
+they work without internet.
 ``app_from_env`` is the ASGI factory for ``uvicorn --factory
 thermostat_ctrl.bridge.web.app:app_from_env``, configured by the
 ``THERMOSTAT_*`` environment variables documented in :mod:`..config`.
@@ -13,13 +16,18 @@ import os
 from typing import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from .. import config as bridge_config
 from ..config import BridgeConfig
 from ..runtime import Bridge, tune_process
-from . import metrics, render, routes_data, routes_ops
+from . import metrics, render, routes_data, routes_live, routes_ops, stream
 from .compression import Gzip
+from .csp import ContentSecurityPolicy
 from .security import Guard
+
+#: The API documentation pages (their policy allows their inline scripts).
+DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
 
 def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
@@ -50,7 +58,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
             await bridge.stop()
 
     names = ", ".join(device.name for device in config.devices)
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Thermostat bridge",
         summary="Sinara Thermostat readings for Grafana (Infinity, CSV/JSON) and Prometheus.",
         description=(
@@ -67,10 +75,15 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.state.report_bodies = {}
     app.state.recent_rows = recent
     app.add_middleware(Gzip, minimum_size=1000)
-    # Outermost: limits and the token are checked before anything else runs.
+    # Limits and the token are checked before anything else runs.
     app.add_middleware(Guard, token=config.token, protect_reads=config.protect_reads)
+    # Outermost, so that Guard's own answers carry the policy too.
+    app.add_middleware(ContentSecurityPolicy, docs_paths=DOCS_PATHS)
+    app.include_router(routes_live.router)
     app.include_router(routes_data.router)
     app.include_router(routes_ops.router)
+    app.include_router(stream.router)
+    app.mount(routes_live.STATIC_PATH, routes_live.static_files(), name="static")
     return app
 
 

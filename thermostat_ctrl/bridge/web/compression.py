@@ -21,6 +21,12 @@ def _accepts_gzip(scope: Scope) -> bool:
     return False
 
 
+def _streamed(start: Message) -> bool:
+    """True for a response sent as it is made (Server-Sent Events)."""
+    return any(name == b"content-type" and value.startswith(b"text/event-stream")
+               for name, value in start.get("headers") or [])
+
+
 class Gzip:
     """ASGI middleware compressing whole response bodies with gzip."""
 
@@ -36,7 +42,10 @@ class Gzip:
 
         async def compressing_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                start.append(message)  # held until the body shows its size
+                if _streamed(message):
+                    await send(message)  # nothing to wait for: no compression
+                else:
+                    start.append(message)  # held until the body shows its size
                 return
             if not start:
                 await send(message)

@@ -1,9 +1,9 @@
-"""Operations endpoints: the devices, health, Prometheus metrics, landing page."""
+"""Operations endpoints: the devices, health, Prometheus metrics."""
 
 from typing import Optional, Union
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -163,23 +163,3 @@ async def metrics(request: Request) -> Response:
     bridge's own; a device's per-channel values are left out while its
     reading is stale."""
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-_LANDING = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Thermostat bridge</title></head>
-<body><h1>Thermostat bridge</h1><ul>
-<li><a href="docs">docs</a>: the API, try it out</li>
-<li><a href="devices">devices</a>: the devices and their state</li>
-<li><a href="report">report</a>: the latest reading</li>
-<li><a href="series">series</a>: recent rows as JSON</li>
-<li><a href="data.csv">data.csv</a>: the last 24 hours as CSV</li>
-<li><a href="health">health</a>: poller and log state</li>
-<li><a href="metrics">metrics</a>: Prometheus metrics</li>
-</ul></body></html>
-"""
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def landing() -> str:
-    """Links to the endpoints."""
-    return _LANDING

@@ -9,10 +9,18 @@
 * with a token configured, every request other than GET/HEAD (and, with
   ``protect_reads``, every request) needs ``Authorization: Bearer <token>``,
   compared in constant time; otherwise 401 with ``WWW-Authenticate: Bearer``.
+  A GET/HEAD may also give the token as the password of HTTP Basic
+  authentication (any user name), which is how a browser gives it to the
+  live view, its data and its stream: a 401 to a read also offers Basic, so
+  the browser asks for it, and tells a person in words how to give it.
+  Basic is never accepted for a change, so no other site can make a
+  browser that has the token change anything.
 
 It adds no CORS headers: browsers on other origins cannot read the API.
 """
 
+import base64
+import binascii
 import hmac
 import json
 from typing import Optional
@@ -24,6 +32,18 @@ MAX_PATH = 1024
 MAX_BODY = 4096
 #: Methods that never change anything; open unless reads are protected.
 READ_METHODS = frozenset({"GET", "HEAD"})
+#: The 401 body for a browser (``Accept: text/html``) that asked to read.
+READ_DENIED_HTML = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Thermostat bridge: token needed</title></head>
+<body><h1>This bridge needs its token</h1>
+<p>Reading from this Thermostat bridge needs the token it was started with
+(<code>--token</code> or <code>THERMOSTAT_TOKEN</code>, with <code>--protect-reads</code>).</p>
+<p>In a browser: reload this page and, when it asks to sign in, enter any user name and the
+token as the password.</p>
+<p>From a program: send <code>Authorization: Bearer &lt;token&gt;</code>, e.g.
+<code>curl -H "Authorization: Bearer $THERMOSTAT_TOKEN" URL</code>.</p>
+</body></html>
+"""
 
 
 class Guard:
@@ -55,8 +75,11 @@ class Guard:
             await _reply(send, 413, "request body larger than {} bytes".format(MAX_BODY))
             return
         if not self._authorised(scope["method"], headers.get(b"authorization")):
-            await _reply(send, 401, "this endpoint needs 'Authorization: Bearer <token>'",
-                         [(b"www-authenticate", b"Bearer")])
+            if scope["method"] not in READ_METHODS:
+                await _reply(send, 401, "this endpoint needs 'Authorization: Bearer <token>'",
+                             [(b"www-authenticate", b"Bearer")])
+            else:
+                await _deny_read(send, b"text/html" in headers.get(b"accept", b""))
             return
         if length is None and scope["method"] not in READ_METHODS:
             body = await _read_body(receive)
@@ -70,8 +93,36 @@ class Guard:
         if self._token is None or (method in READ_METHODS and not self.protect_reads):
             return True
         scheme, _, given = (authorization or b"").partition(b" ")
+        scheme = scheme.lower()
+        if scheme == b"basic" and method in READ_METHODS:
+            given = _basic_password(given)
+        elif scheme != b"bearer":
+            return False
         # compare_digest takes the same time whatever the matching prefix.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token)
+        return hmac.compare_digest(given.strip(), self._token)
+
+
+def _basic_password(credentials: bytes) -> bytes:
+    """The password of HTTP Basic ``credentials`` (b"" when malformed)."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
+
+
+async def _deny_read(send: Send, html: bool) -> None:
+    """401 to a read: offers Bearer and Basic; in words for a browser."""
+    challenges = [(b"www-authenticate", b"Bearer"),
+                  (b"www-authenticate", b'Basic realm="thermostat bridge", charset="UTF-8"')]
+    if not html:
+        await _reply(send, 401, "reading needs the token: 'Authorization: Bearer <token>', or"
+                                " HTTP Basic with the token as password", challenges)
+        return
+    headers = [(b"content-type", b"text/html; charset=utf-8"),
+               (b"content-length", str(len(READ_DENIED_HTML)).encode()), *challenges]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": READ_DENIED_HTML})
 
 
 async def _read_body(receive: Receive) -> Optional[bytes]:
