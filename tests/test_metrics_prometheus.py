@@ -37,6 +37,8 @@ BRIDGE_WIDE = {"thermostat_bus_delivered", "thermostat_bus_dropped", "thermostat
 async def test_metrics_exposition(tmp_path):
     async with running_bridge(tmp_path, simulation=2) as (bridge, client):
         await polled(bridge, 12)  # past the first PID target refresh cycle
+        await wait_for(lambda: all(d.store.rows_written >= 12 for d in bridge.devices.values()),
+                       what="12 rows stored")  # the store writes on its own thread
         r = await client.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         found = families(r.text)
