@@ -25,8 +25,11 @@ from .sample import Sample
 logger = logging.getLogger(__name__)
 
 # Seconds between reads of the PID targets (get_pid()) for the rows; they are
-# also read at once after a failed poll (the device may have been reset).
-TARGETS_EVERY_S = 10.0
+# also read at once after a failed poll (the device may have been reset).  Another
+# client (an experiment) may change a target at any time: a second keeps the
+# rows' setpoint, and the error plotted against it, that close to the truth,
+# for one extra exchange per second.
+TARGETS_EVERY_S = 1.0
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
 
