@@ -9,7 +9,7 @@ left out, so Prometheus marks them stale and Grafana shows a gap.  Each
 InfluxDB sink's series carry ``sink="<write URL>"``.
 """
 
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
@@ -136,11 +136,7 @@ class BridgeCollector(Collector):
             "queued": GaugeMetricFamily("thermostat_bus_queued",
                                         "Samples waiting for a consumer", labels=["consumer"]),
         }
-        for consumer, counters in stats.items():
-            for key, family in families.items():
-                family.add_metric([consumer], getattr(counters, key))
-        yield from families.values()
-
+        yield from _filled(families, stats.items())
 
     def _sinks(self) -> Iterator[Metric]:
         families = {
@@ -167,15 +163,23 @@ class BridgeCollector(Collector):
         failing = GaugeMetricFamily("thermostat_sink_failing",
                                     "1 while the latest write failed (see /health last_error)",
                                     labels=["sink"])
-        for sink in self.bridge.sinks:
-            state = sink.state()
-            for key, family in families.items():
-                value = getattr(state, key)
-                if value is not None:
-                    family.add_metric([state.url], value)
+        states = [sink.state() for sink in self.bridge.sinks]
+        for state in states:
             failing.add_metric([state.url], 0.0 if state.last_error is None else 1.0)
-        yield from families.values()
+        yield from _filled(families, ((state.url, state) for state in states))
         yield failing
+
+
+def _filled(families: dict, rows: Iterable[tuple]) -> Iterator[Metric]:
+    """``families`` (attribute name -> family with one label) filled from
+    ``rows`` of (label value, object): each family gets the object's
+    attribute of its name, where it is not None."""
+    for label, obj in rows:
+        for key, family in families.items():
+            value = getattr(obj, key)
+            if value is not None:
+                family.add_metric([label], value)
+    yield from families.values()
 
 
 def registry_for(bridge: Bridge) -> CollectorRegistry:
