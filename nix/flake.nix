@@ -14,12 +14,31 @@
       let
         pkgs = nixpkgs.legacyPackages.${system};
         python = pkgs.python3;
+        # Not in nixpkgs: /docs and /redoc without a CDN (its PyPI wheel).
+        fastapi-offline = python.pkgs.buildPythonPackage rec {
+          pname = "fastapi_offline";
+          version = "1.7.7";
+          format = "wheel";
+          src = python.pkgs.fetchPypi {
+            inherit pname version format;
+            dist = "py3";
+            python = "py3";
+            hash = "sha256-YMg5n9fT47AVEOFEaHCePeoaDnc++SA3LQVzktc2ofk=";
+          };
+          propagatedBuildInputs = [ python.pkgs.fastapi ];
+        };
         deps = ps: [
           ps.numpy
           ps.fastapi
           ps.uvicorn
           ps.pydantic
           ps.prometheus-client
+          ps.isal
+          ps.rich
+          ps.httpx
+          ps.pyarrow
+          ps.sse-starlette
+          fastapi-offline
           sipyco.packages.${system}.sipyco
         ];
         testDeps = ps: [
@@ -27,8 +46,8 @@
           ps.pytest-asyncio
           ps.pytest-timeout
           ps.hypothesis
-          ps.httpx
           ps.pyyaml
+          ps.playwright
         ];
         thermostat_ctrl = python.pkgs.buildPythonPackage {
           pname = "thermostat_ctrl";
@@ -63,6 +82,7 @@
           aqctl_thermostat = app "aqctl_thermostat";
           thermostat_bridge = app "thermostat_bridge";
           thermostat_sim = app "thermostat_sim";
+          thermostat_ctrl = app "thermostat_ctrl";
           default = app "aqctl_thermostat";
         };
 
