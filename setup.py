@@ -19,6 +19,7 @@ setup(
         "numpy>=1.25",
         "fastapi>=0.110",
         "uvicorn>=0.27",
+        "httptools>=0.6",  # uvicorn's fast HTTP parser (h11, pure Python, otherwise)
         "pydantic>=2",
         "prometheus_client>=0.17",
         "isal>=1.6",  # fast gzip of the HTTP answers

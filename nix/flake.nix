@@ -31,6 +31,7 @@
           ps.numpy
           ps.fastapi
           ps.uvicorn
+          ps.httptools
           ps.pydantic
           ps.prometheus-client
           ps.isal

@@ -211,8 +211,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except OSError as e:
         sock.close()
         fail(e)
+    # asyncio's own loop even where uvloop is installed: the built-in
+    # simulator runs in it and relies on asyncio's transports.
     server = uvicorn.Server(uvicorn.Config(
-        app, log_config=None, access_log=args.verbose >= 2, lifespan="on"))
+        app, loop="asyncio", log_config=None, access_log=args.verbose >= 2, lifespan="on"))
     try:
         status = asyncio.run(serve(server, sock, app.state.bridge))
     except KeyboardInterrupt:

@@ -19,16 +19,23 @@ def invalid(parameter: str, message: str, value: Any) -> RequestValidationError:
                                     "msg": message, "input": value}])
 
 
-def bridge_of(request: Request) -> Bridge:
+# The dependencies are coroutines: FastAPI runs a plain function in a worker
+# thread, a hop that would cost more than the whole of /report.
+
+async def bridge_of(request: Request) -> Bridge:
     """The :class:`Bridge` serving a request."""
     return request.app.state.bridge
 
 
-def device_of(request: Request, device: DeviceName = None) -> Device:
-    """The device named by the ``device`` query parameter: 422 when it is
-    left out on a bridge with several devices, 404 when there is none of
-    that name."""
-    devices = bridge_of(request).devices
+async def device_of(request: Request, device: DeviceName = None) -> Device:
+    """The device named by the ``device`` query parameter (see :func:`find_device`)."""
+    return find_device(request, device)
+
+
+def find_device(request: Request, device: Optional[str]) -> Device:
+    """The device named ``device``: 422 when it is left out on a bridge with
+    several devices, 404 when there is none of that name."""
+    devices = request.app.state.bridge.devices
     if device is None:
         if len(devices) == 1:
             return next(iter(devices.values()))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from ..runtime import Bridge, Device
 from ..storage.csvformat import iso_time
-from .deps import DeviceName, bridge_of, device_of
+from .deps import DeviceName, bridge_of, find_device
 
 router = APIRouter(tags=["operations"])
 
@@ -148,8 +148,8 @@ async def health(request: Request, device: DeviceName = None) -> JSONResponse:
     device's latest poll is fresh (within three poll periods), 503 otherwise.
     With `device`: that device's state, 200 when it is fresh."""
     if device is None:
-        return _answer(bridge_health(bridge_of(request)))
-    return _answer(device_health(device_of(request, device)))
+        return _answer(bridge_health(request.app.state.bridge))
+    return _answer(device_health(find_device(request, device)))
 
 
 @router.get("/metrics", response_class=Response,

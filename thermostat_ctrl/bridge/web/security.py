@@ -3,7 +3,9 @@
 :class:`Guard` is a pure ASGI middleware placed outside every route:
 
 * a query string longer than :data:`MAX_QUERY` bytes or a path longer than
-  :data:`MAX_PATH` bytes gets 414; a request body larger than
+  :data:`MAX_PATH` bytes gets 414; headers of more than :data:`MAX_HEADERS`
+  bytes in all get 431 (uvicorn's fast parser, httptools, sets no limit of
+  its own); a request body larger than
   :data:`MAX_BODY` bytes gets 413 (by its ``Content-Length``, or counted
   while it is read when it is chunked);
 * with a token configured, every request other than GET/HEAD (and, with
@@ -30,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_QUERY = 2048
 MAX_PATH = 1024
 MAX_BODY = 4096
+MAX_HEADERS = 16384
 #: Methods that never change anything; open unless reads are protected.
 READ_METHODS = frozenset({"GET", "HEAD"})
 #: The 401 body for a browser (``Accept: text/html``) that asked to read.
@@ -68,6 +71,10 @@ class Guard:
             return
         if len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH:
             await _reply(send, 414, "path longer than {} bytes".format(MAX_PATH))
+            return
+        if sum(len(name) + len(value) for name, value in scope.get("headers") or ()) \
+                > MAX_HEADERS:
+            await _reply(send, 431, "request headers longer than {} bytes".format(MAX_HEADERS))
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")

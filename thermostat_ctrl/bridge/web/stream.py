@@ -194,7 +194,7 @@ async def stream(request: Request, device: Device = Depends(device_of),
     falls 100 samples behind, or stops reading for 5 s, is dropped (it may
     reconnect)."""
     since = last_event_id if last_event_id is not None else after
-    return _response(_device_events(bridge_of(request).bus, device, since))
+    return _response(_device_events(request.app.state.bridge.bus, device, since))
 
 
 async def _lab_events(bridge: Bridge) -> AsyncIterator[ServerSentEvent]:
