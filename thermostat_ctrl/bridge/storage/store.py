@@ -124,6 +124,12 @@ class Store:
             return None
         return row[0], dict(zip(columns, row[1].tolist()))
 
+    @property
+    def oldest_ts(self) -> Optional[int]:
+        """ts of the oldest row in memory, None while memory is empty."""
+        with self._lock:
+            return self._ring.oldest_ts
+
     def all_columns(self) -> list[str]:
         """Every column known in memory or in the CSV files."""
         names = dict.fromkeys(self.columns)

@@ -108,8 +108,9 @@ def _range(from_ms: Optional[int], to_ms: Optional[int], default_ms: int) -> tup
 async def _rendered(request: Request, device: Device, render_table: Callable,
                     from_ms: Optional[int], to_ms: Optional[int], fields: Optional[str],
                     max_points: Optional[int], default_ms: int) -> bytes:
-    """Query the store and render the rows, in a worker thread (the store may
-    read files; the event loop keeps serving meanwhile)."""
+    """Query the store and render the rows: at once when memory holds the
+    range (rows rendered once, joined in well under a millisecond), else in a
+    worker thread (the store reads files; the event loop keeps serving)."""
     start, end = _range(from_ms, to_ms, default_ms)
     columns = _columns(device, fields)
     recent = request.app.state.recent_rows[device.name]
@@ -118,6 +119,9 @@ async def _rendered(request: Request, device: Device, render_table: Callable,
         table = device.store.query(start, end, columns, max_points or MAX_POINTS_CAP)
         return render_table(table.ts, table.columns, table.values, recent)
 
+    oldest = device.store.oldest_ts
+    if oldest is not None and start >= oldest:
+        return work()
     return await run_in_threadpool(work)
 
 
@@ -158,6 +162,8 @@ async def series(request: Request, device: Device = Depends(device_of),
     """Stored rows between `from` and `to` (default: the memory window) as
     JSON objects keyed by the CSV column names; null for missing values.
     Older ranges are read from the CSV log."""
+    if from_ms is None and to is None:
+        from_ms = device.store.oldest_ts  # the memory window: exactly what memory holds
     body = await _rendered(request, device, render.to_json, from_ms, to, fields, max_points,
                            int(device.memory_s * 1000))
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
