@@ -130,6 +130,12 @@ class Store:
         with self._lock:
             return self._ring.oldest_ts
 
+    @property
+    def memory_full(self) -> bool:
+        """True once memory holds ``capacity`` rows (older ones are on disk only)."""
+        with self._lock:
+            return len(self._ring) == self.capacity
+
     def all_columns(self) -> list[str]:
         """Every column known in memory or in the CSV files."""
         names = dict.fromkeys(self.columns)

@@ -162,8 +162,10 @@ async def series(request: Request, device: Device = Depends(device_of),
     """Stored rows between `from` and `to` (default: the memory window) as
     JSON objects keyed by the CSV column names; null for missing values.
     Older ranges are read from the CSV log."""
-    if from_ms is None and to is None:
-        from_ms = device.store.oldest_ts  # the memory window: exactly what memory holds
+    if from_ms is None and to is None and device.store.memory_full:
+        # Memory holds the window (bar the row it has just dropped): answer
+        # from it alone.  After a restart the window reaches back to disk.
+        from_ms = device.store.oldest_ts
     body = await _rendered(request, device, render.to_json, from_ms, to, fields, max_points,
                            int(device.memory_s * 1000))
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
