@@ -23,7 +23,8 @@ the skipped/failed counters of ``/health`` and each sample's lateness against
 its schedule (p50/p99/max, the phase taken from the most punctual sample).
 
 ``memory``: ``--devices`` devices each with ``--days`` days of 1 Hz history
-(generated once, see ``gen_history.py``), the bridge on them; queries every
+(generated once, see ``gen_history.py``), the bridge on them; waits until
+the bridge has built the history caches it builds at start, queries every
 device's 24 h, 7 d and 30 d (``max_points=2000``) and reports the resident
 memory (``VmRSS``, ``VmHWM``) after start-up and after the queries.
 
@@ -312,6 +313,13 @@ def lab(args: argparse.Namespace) -> dict:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def _cached(folder: str) -> bool:
+    """True when every closed day of a device folder has its cache."""
+    closed = log_files(os.listdir(folder))[:-1]
+    cache = os.path.join(folder, ".cache")
+    return all(os.path.exists(os.path.join(cache, name + ".json")) for name in closed)
+
+
 def memory(args: argparse.Namespace) -> dict:
     data = args.data_dir or tempfile.mkdtemp(prefix="bench-memory-")
     names = ["thermostat{}".format(i) for i in range(args.devices)]
@@ -331,6 +339,10 @@ def memory(args: argparse.Namespace) -> dict:
     bridge = None
     try:
         bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data])
+        began = time.monotonic()
+        while not all(_cached(os.path.join(data, name)) for name in names):
+            time.sleep(1)  # the bridge builds the caches at start, in a child process
+        caches_s = round(time.monotonic() - began, 1)
         started = bridge.memory_mb()
         now = int(time.time() * 1000)
         timings = {}
@@ -345,7 +357,8 @@ def memory(args: argparse.Namespace) -> dict:
                     r.raise_for_status()
                     timings.setdefault("{} d".format(span_days), []).append(
                         round((time.perf_counter() - began) * 1000, 1))
-        return {"devices": args.devices, "days": args.days, "after_start": started,
+        return {"devices": args.devices, "days": args.days, "caches_ready_s": caches_s,
+                "after_start": started,
                 "after_queries": bridge.memory_mb(), "query_ms": timings}
     finally:
         if bridge is not None:
