@@ -21,7 +21,9 @@ part of the tests).
    1 hour raw and 24 hours / 30 days / 365 days with ``max_points=2000``.
 4. Measures in-process the CPU cost of one poll cycle per sample: parse the
    report line, build the row, ``Store.append`` (ring buffer + CSV row, into
-   a temporary dir) and the bridge's ``render.warm`` of the new row.
+   a temporary dir) and the rendering of the new row (``render.RecentRows``);
+   the last two run on the store's and the renderer's bus threads, not the
+   poll loop's.
 5. Runs ``--duration`` seconds of 50 concurrent ``/report`` clients
    (keep-alive connections of a bare asyncio HTTP client, back to back
    unless ``--client-interval``) while the bridge polls, then reads the rows
@@ -70,6 +72,8 @@ from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402
 from thermostat_ctrl.bridge.web import render  # noqa: E402
 
 HOUR_MS = 3_600_000
+#: The name of the bridge's one device, and its folder in the data directory.
+DEVICE = "thermostat0"
 PERIOD_S = 1.0
 CLIENTS = 50
 #: (name, span ms, max_points or None for raw rows, p50 target ms)
@@ -260,7 +264,7 @@ def start_bridge(children: list, data_dir: str, sim_port: Optional[int]) -> tupl
         sys.executable, "-m", "thermostat_ctrl.bridge.cli", *device, "--bind", "127.0.0.1",
         "--port", "0", "--data-dir", data_dir, "--poll-period", str(PERIOD_S)])
     children.append(bridge)
-    url = bridge.wait_for(r"serving on (http://127\.0\.0\.1:\d+)", 120).group(1)
+    url = bridge.wait_for(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:\d+)", 120).group(1)
     return bridge, url
 
 
@@ -292,8 +296,8 @@ def memory_mb(pid: int) -> dict:
 
 
 def health(client: httpx.Client) -> dict:
-    """The bridge's ``/health`` (served with 503 while not fresh, too)."""
-    return client.get("/health").json()
+    """The device's ``/health`` (served with 503 while not fresh, too)."""
+    return client.get("/health", params={"device": DEVICE}).json()
 
 
 # ---------------------------------------------------------------- queries
@@ -383,10 +387,11 @@ def poll_cycle_cost(iterations: int) -> dict:
         cost["store_append_us"] = time.process_time() - start
         store.close()
 
+        recent = render.RecentRows(600)
         start = time.process_time()
-        for values in rows:
-            render.warm(columns, values)
-        cost["render_warm_us"] = time.process_time() - start
+        for i, values in enumerate(rows):
+            recent.add(base + i * 1000, columns, values)
+        cost["render_us"] = time.process_time() - start
     cost = {k: round(v / iterations * 1e6, 1) for k, v in cost.items()}
     cost["total_us"] = round(sum(cost.values()), 1)
     return cost
@@ -541,7 +546,7 @@ def print_report(results: dict, command: str) -> None:
     c = results["poll_cycle_us"]
     print(f"\npoll cycle CPU per sample: {c['total_us']} us (parse {c['parse_us']}, "
           f"row {c['row_values_us']}, Store.append {c['store_append_us']}, "
-          f"render.warm {c['render_warm_us']})")
+          f"rows rendered {c['render_us']})")
     load = results["load"]
     cad = load["cadence"]
     pace = (f"one request per {load['client_interval_s']:g} s each"
@@ -576,16 +581,17 @@ def print_report(results: dict, command: str) -> None:
 
 def run(args: argparse.Namespace, data_dir: str, children: list) -> dict:
     """Every measurement, in order; the results as a dict."""
+    device_dir = os.path.join(data_dir, DEVICE)  # the bridge's one device
     results: dict = {"days": args.days, "repeat": args.repeat, "cpus": os.cpu_count(),
                      "loadavg_at_start": os.getloadavg(),
-                     "history": prepare_history(data_dir, args.days)}
+                     "history": prepare_history(device_dir, args.days)}
     sim_port = None if args.simulation else start_simulator(children)
     started = time.monotonic()
     bridge_start_ms = now_ms()
     bridge, url = start_bridge(children, data_dir, sim_port)
     results["bridge_ready_s"] = round(time.monotonic() - started, 2)
     log(f"bridge serving on {url} (pid {bridge.pid})")
-    results["caches_ready_s"] = round(wait_for_caches(data_dir, bridge), 1)
+    results["caches_ready_s"] = round(wait_for_caches(device_dir, bridge), 1)
     memory = {"caches built": memory_mb(bridge.pid)}
     with httpx.Client(base_url=url, timeout=60) as client:
         results["queries"] = query_latencies(client, args.repeat)
@@ -593,12 +599,12 @@ def run(args: argparse.Namespace, data_dir: str, children: list) -> dict:
         results["default_csv"] = default_csv(client)
         memory["after a 24 h raw /data.csv"] = memory_mb(bridge.pid)
         log(f"{CLIENTS} /report clients for {args.duration:g} s")
-        results["load"] = load_run(client, url, data_dir, args.duration, bridge.pid,
+        results["load"] = load_run(client, url, device_dir, args.duration, bridge.pid,
                                    args.client_interval, args.load_nice)
         memory["after load"] = memory_mb(bridge.pid)
         results["health"] = health(client)
     results["cadence_whole_run"] = cadence(
-        row_timestamps(data_dir, bridge_start_ms, now_ms()), PERIOD_S * 1000)
+        row_timestamps(device_dir, bridge_start_ms, now_ms()), PERIOD_S * 1000)
     results["peak_rss_mb"] = max(m["VmHWM"] for m in memory.values())
     results["memory_mb"] = {k: {key: m[key] for key in ("VmRSS", "RssAnon", "RssFile")}
                             for k, m in memory.items()}
