@@ -173,8 +173,9 @@ async def serve(server: uvicorn.Server, sock: socket.socket, bridge: Bridge) -> 
     if server.started:
         tune_process()
         host, port = server.servers[0].sockets[0].getsockname()[:2]
-        logger.info("serving %d device(s) on http://%s:%d (API docs: http://%s:%d/docs)",
-                    len(bridge.devices), host, port, host, port)
+        logger.info("serving %d device(s) on http://%s:%d (live view: http://%s:%d/, API docs:"
+                    " http://%s:%d/docs)", len(bridge.devices), host, port, host, port, host,
+                    port)
         failed = asyncio.ensure_future(bridge.failed.wait())
         await asyncio.wait([serving, failed], return_when=asyncio.FIRST_COMPLETED)
         failed.cancel()
