@@ -327,7 +327,10 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     assert ns[:5] == [0, 1, 2, 3, 6] and ns[5:] == list(range(7, 7 + len(ns) - 5))
     assert poller.skipped == 2
     assert poller.fields == ["temperature", "pid_engaged", "target"]
-    assert all(s.values[-2:].tolist() == [25.0, 25.0] for s in samples)  # read with pid
+    # The targets are read with pid between polls: unknown (empty) in the
+    # first row, known in every later one.
+    assert np.isnan(samples[0].values[-2:]).all()
+    assert all(s.values[-2:].tolist() == [25.0, 25.0] for s in samples[1:])
 
 
 def test_render_of_recent_and_other_rows():

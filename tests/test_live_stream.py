@@ -127,9 +127,9 @@ def _state(url: str) -> tuple:
 
 
 def test_clients_that_stop_reading_are_dropped_and_hold_nothing_up(tmp_path):
-    # The bridge as deployed (its own process, polling at 50 Hz), so that only
+    # The bridge as deployed (its own process, polling at 20 Hz), so that only
     # the bridge's own work competes with its poll schedule.
-    with bridge_process(tmp_path, "--poll-period", "0.02", "--memory-s", "20") as (_, url):
+    with bridge_process(tmp_path, "--poll-period", "0.05", "--memory-s", "60") as (_, url):
         wait_until(lambda: _state(url)[0]["polls_ok"] >= 5, 20, "5 polls")
         idle = [_idle_client(url, "/stream?device=" + FIRST) for _ in range(3)]
         try:

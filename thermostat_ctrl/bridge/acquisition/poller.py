@@ -24,8 +24,9 @@ from .sample import Sample
 
 logger = logging.getLogger(__name__)
 
-# Seconds between reads of the PID targets (get_pid()) for the rows; they are
-# also read at once after a failed poll (the device may have been reset).  Another
+# Seconds between reads of the PID targets (get_pid()) for the rows, in the time
+# between two polls; they are also read after a failed poll (the device may
+# have been reset), as soon as there is time.  Another
 # client (an experiment) may change a target at any time: a second keeps the
 # rows' setpoint, and the error plotted against it, that close to the truth,
 # for one extra exchange per second.
@@ -102,6 +103,7 @@ class Poller:
         self._available: Optional[list] = None
         self._clock = clock
         self._targets_read: Optional[float] = None  # clock of the last read, None: due
+        self._details_duration = 0.0  # seconds the last read took
         self.wall_clock = wall_clock
         self._lock: Optional[asyncio.Lock] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -178,6 +180,13 @@ class Poller:
             following = max(n + 1, math.ceil(elapsed - 1e-9))
             self.skipped += following - n - 1
             n = following
+            if self._details_due():
+                # In the time left before the next poll, never in a poll's own
+                # time: reading them must not make a poll late.
+                slack = start + n * self.period - self._clock()
+                if slack > max(self.period / 2, 2 * self._details_duration):
+                    async with self._lock:
+                        await self._refresh_details()
 
     # ------------------------------------------------------------------ poll
 
@@ -234,9 +243,6 @@ class Poller:
             except ValueError as e:
                 self.fatal = "{}: {}".format(self.name, e)
                 raise ValueError(self.fatal) from None
-            if self._targets_read is None or \
-                    self._clock() - self._targets_read >= TARGETS_EVERY_S:
-                await self._refresh_details()
             values = schema.row_values(report, self.fields, targets=self.targets)
             self.latest = Sample(self.name, ts, self._clock(), report, self.columns, values, ack)
             self.bus.publish(self.latest)
@@ -251,11 +257,15 @@ class Poller:
             ts = self.latest.ts + 1
         return ts
 
+    def _details_due(self) -> bool:
+        return self._targets_read is None or \
+            self._clock() - self._targets_read >= TARGETS_EVERY_S
+
     async def _refresh_details(self) -> None:
         """Fetch the PID targets and output limits (and the hardware revision
         once); a failure here only leaves them as they were."""
         assert self.driver is not None
-        self._targets_read = self._clock()
+        began = self._targets_read = self._clock()
         try:
             self.targets = [c.get("target") for c in await self.driver.get_pid()]
             self.limits = [{k: c.get(k) for k in ("max_i_pos", "max_i_neg", "max_v")}
@@ -266,6 +276,7 @@ class Poller:
         except (ConnectionError, TimeoutError, protocol.DeviceError) as e:
             logger.debug("%s: could not fetch PID targets, limits or hardware revision: %s",
                          self.name, e)
+        self._details_duration = self._clock() - began
 
     def _resolve_fields(self, report: list) -> None:
         available = schema.recordable_fields(report)
