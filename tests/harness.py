@@ -351,10 +351,15 @@ async def running_bridge(data_dir, **kwargs):
 
 async def polled(bridge, n: int, device: Optional[str] = None) -> None:
     """Wait until ``device`` (default: every device) has made at least ``n``
-    successful polls."""
+    successful polls and its store (on a thread of its own) has taken them."""
     devices = [bridge.devices[device]] if device else list(bridge.devices.values())
-    await wait_for(lambda: all(d.poller.polls_ok >= n for d in devices),
-                   what="{} polls".format(n))
+
+    def done(d) -> bool:
+        store = d.store
+        return d.poller.polls_ok >= n and \
+            store.rows_written + store.write_errors + store.out_of_order >= n
+
+    await wait_for(lambda: all(done(d) for d in devices), what="{} polls".format(n))
 
 
 # ---------------------------------------------------------------- processes
