@@ -39,13 +39,13 @@ def _gen_history():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """(bridge, url, screenshot folder): two simulated devices; thermostat0
-    has yesterday's and today's history up to half an hour ago."""
+    has the history of the day before and of the day up to half an hour ago."""
     data = tmp_path_factory.mktemp("browser-data")
     gen, day_ms = _gen_history(), 86_400_000
     (data / FIRST).mkdir()
-    today = now_ms() // day_ms
-    gen.write_day(str(data / FIRST), today - 1)
-    gen.write_day(str(data / FIRST), today, until_ms=now_ms() - 1_800_000)
+    until = now_ms() - 1_800_000  # just after midnight, its day is yesterday
+    gen.write_day(str(data / FIRST), until // day_ms - 1)
+    gen.write_day(str(data / FIRST), until // day_ms, until_ms=until)
     with served_bridge(data, simulation=2, poll_period=0.2, memory_s=120.0) as (bridge, url):
         wait_until(lambda: all(d.poller.polls_ok >= 10 and d.poller.targets
                                for d in bridge.devices.values()), 30, "10 polls of each device")
