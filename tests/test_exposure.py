@@ -145,7 +145,9 @@ async def test_protect_reads(tmp_path):
         for path in ("/health", "/series", "/metrics", "/openapi.json"):
             assert (await client.get(path)).status_code == 401, path
             r = await client.get(path, headers={"Authorization": "bearer " + TOKEN})
-            assert r.status_code == 200, path
+            # Let through (/health answers 503 for a moment the data is stale:
+            # freshness is not what this test is about).
+            assert r.status_code in ((200, 503) if path == "/health" else (200,)), path
 
 
 async def test_no_wildcard_cors(tmp_path):
