@@ -71,7 +71,8 @@ class ChannelHistory:
         return ChannelWindow(rows[:, 0], *columns,
                              max_i_pos=_number(limits.get("max_i_pos")),
                              max_i_neg=_number(limits.get("max_i_neg")),
-                             settled=tracker.settled, settling_since=tracker.settling_since)
+                             settled=tracker.settled, settling_since=tracker.settling_since,
+                             settled_since=tracker.settled_since)
 
 
 def _number(value) -> Optional[float]:
