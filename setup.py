@@ -30,6 +30,7 @@ setup(
         "sse-starlette>=2.1",  # the live view's Server-Sent Events
         "fastapi-offline>=1.7",  # /docs and /redoc without a CDN
         "apprise>=1.6",  # alarm notifications: mail, webhooks, chat
+        "allantools>=2019.9",  # Allan deviation of the stability figures
     ],
     extras_require={
         "test": [
