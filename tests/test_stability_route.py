@@ -3,6 +3,7 @@ deviation as allantools on the rows of ``/data.csv``, gaps, a channel without
 a recorded setpoint, bad parameters."""
 
 import csv
+import json
 import importlib.util
 import io
 from pathlib import Path
@@ -11,7 +12,7 @@ import allantools
 import numpy as np
 import pytest
 
-from harness import FIRST, PERIOD, now_ms, only, polled, running_bridge, wait_for
+from harness import FIRST, PERIOD, now_ms, only, polled, run_cli, running_bridge, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -68,7 +69,7 @@ async def test_ten_simulated_minutes_give_allantools_figures_on_the_csv_rows(tmp
     assert all(p["lo_k"] < p["adev_k"] < p["hi_k"] for p in answer["allan"])
 
 
-async def test_gaps_split_segments_and_the_csv_table(tmp_path):
+async def test_gaps_split_segments_and_the_command_line_agrees(tmp_path):
     gen = _gen_history()
     day = now_ms() // DAY_MS - 1
     (tmp_path / FIRST).mkdir()
@@ -90,6 +91,30 @@ async def test_gaps_split_segments_and_the_csv_table(tmp_path):
     lines = list(csv.reader(io.StringIO(table.text)))
     assert lines[0] == ["tau_s", "adev_k", "lo_k", "hi_k", "terms", "alpha"]
     assert [float(line[1]) for line in lines[1:]] == [p["adev_k"] for p in answer["allan"]]
+    # The command line reads the same samples from the folder: the same answer.
+    done = run_cli("stability", "--data-dir", str(tmp_path), "--device", FIRST, "--channel", "1",
+                   "--from", str(params["from"]), "--to", str(params["to"]), "--json",
+                   timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == answer
+    table_text = run_cli("stability", "--data-dir", str(tmp_path), "--device", FIRST,
+                         "--channel", "1", "--from", str(params["from"]), "--to",
+                         str(params["to"]), timeout=120).stdout
+    assert "in 2 segment(s), every 1 s" in table_text and "8192" in table_text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--channel", "0"], "no folder"),
+    (["--channel", "2"], "--channel"),
+    (["--channel", "0", "--from", "yesterday"], "--from"),
+    (["--channel", "0", "--from", "2026-12-02", "--to", "2026-12-01"], "--from"),
+    (["--channel", "0", "--band-mk", "-1"], "--band-mk"),
+    (["--channel", "0", "--poll-period", "0"], "--poll-period"),
+])
+def test_command_line_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    done = run_cli("stability", "--data-dir", str(tmp_path), "--device", FIRST, *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 async def test_a_setpoint_not_recorded_is_said_so(tmp_path):

@@ -4,6 +4,7 @@
     thermostat_bridge -d laser=10.0.0.5 -d cavity=10.0.0.6 --data-dir /var/lib/thermostat-bridge
     thermostat_bridge --config bridge.toml
     thermostat_bridge import old-server.csv --device laser --data-dir /var/lib/thermostat-bridge
+    thermostat_bridge stability --device laser --channel 0 --from 2026-11-01 --to 2026-12-01
 
 The HTTP port is bound and the data directory locked before anything is
 polled or written: a second bridge on the same directory, or on a port in
@@ -40,7 +41,8 @@ def get_argparser() -> argparse.ArgumentParser:
         prog="thermostat_bridge",
         description="Poll Sinara Thermostats, log their readings to daily CSV files and serve"
                     " them over HTTP (/docs, /devices, /data.csv, /series, /report, /metrics)."
-                    " 'thermostat_bridge import --help': import the original server's CSV.")
+                    " 'thermostat_bridge import --help': import the original server's CSV;"
+                    " 'thermostat_bridge stability --help': a channel's stability figures.")
     device = parser.add_mutually_exclusive_group()
     device.add_argument("-d", "--device", metavar="[NAME=]HOST[:PORT]", action="append",
                         help="a Thermostat (port 23 by default); repeat for each device of the"
@@ -201,6 +203,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv[:1] == ["import"]:
         from .import_cli import main as import_main
         return import_main(argv[1:])
+    if argv[:1] == ["stability"]:
+        from .stability_cli import main as stability_main
+        return stability_main(argv[1:])
     parser = get_argparser()
     args = parser.parse_args(argv)
     config, port = config_from_args(parser, args)

@@ -39,10 +39,11 @@ from typing import Optional, Sequence
 import allantools
 import numpy as np
 
+from .acquisition.schema import TARGET
 from .storage.gaps import gap_ms
 
-__all__ = ["analyse", "octave_taus", "sample_period", "DEFAULT_BAND_K", "MIN_NOISE_ID",
-           "MAX_NOISE_ID"]
+__all__ = ["analyse", "analyse_rows", "channel_columns", "octave_taus", "sample_period",
+           "DEFAULT_BAND_K", "MIN_NOISE_ID", "MAX_NOISE_ID"]
 
 #: Default half-width of the band around the setpoint (10 mK).
 DEFAULT_BAND_K = 0.010
@@ -51,6 +52,13 @@ MIN_NOISE_ID = 30
 #: Most averages the noise type is identified on.
 MAX_NOISE_ID = 4096
 _HOUR_MS = 3_600_000
+#: The fields the figures of a channel are computed from.
+FIELDS = ("temperature", TARGET, "pid_engaged")
+
+
+def channel_columns(channel: int) -> list[str]:
+    """The stored columns of :data:`FIELDS` for ``channel``, in that order."""
+    return ["{}_ch{}".format(field, channel) for field in FIELDS]
 
 
 def octave_taus(period_s: float, range_s: float) -> np.ndarray:
@@ -194,3 +202,16 @@ def analyse(ts: np.ndarray, temperature: np.ndarray, target: Optional[np.ndarray
     result["allan"] = _allan([values[a:b] for a, b in slices], period_s, wanted)
     result["notes"] = notes
     return result
+
+
+def analyse_rows(ts: np.ndarray, values: np.ndarray, recorded: Sequence[str], channel: int,
+                 period_s: float, band_k: float = DEFAULT_BAND_K,
+                 range_s: Optional[float] = None, taus: Optional[Sequence[float]] = None
+                 ) -> dict:
+    """:func:`analyse` of stored rows whose ``values`` hold
+    :func:`channel_columns` of ``channel``; a setpoint or ``pid_engaged``
+    column that is not among the ``recorded`` ones counts as not recorded
+    (said so), not as a PID never engaged."""
+    names = channel_columns(channel)
+    target, engaged = (values[:, j] if names[j] in recorded else None for j in (1, 2))
+    return analyse(ts, values[:, 0], target, engaged, period_s, band_k, range_s, taus)

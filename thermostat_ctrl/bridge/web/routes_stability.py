@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..acquisition import schema
 from ..runtime import Device
-from ..stability import analyse
+from ..stability import analyse_rows, channel_columns
 from ..storage.csvformat import format_value
 from .deps import device_of, invalid
 from .routes_data import CSV_MEDIA_TYPE, FromMs, ToMs, _range
@@ -89,18 +89,12 @@ async def stability_of(device: Device, channel: int, from_ms: Optional[int],
     computed in a worker thread."""
     start, end = _range(from_ms, to, int(device.memory_s * 1000))
     _check_size(device, start, end)
-    names = {field: "{}_ch{}".format(field, channel)
-             for field in ("temperature", schema.TARGET, "pid_engaged")}
 
     def work() -> dict:
-        known = set(device.store.all_columns())
-        table = device.store.query(start, end, list(names.values()))
-        # A column never recorded is None (said so), not a column of NaN (a PID never on).
-        column = {field: table.values[:, j] if name in known else None
-                  for j, (field, name) in enumerate(names.items())}
-        figures = analyse(table.ts, table.values[:, 0], column[schema.TARGET],
-                          column["pid_engaged"], device.config.poll_period, band_mk / 1000,
-                          (end - start) / 1000)
+        recorded = device.store.all_columns()
+        table = device.store.query(start, end, channel_columns(channel))
+        figures = analyse_rows(table.ts, table.values, recorded, channel,
+                               device.config.poll_period, band_mk / 1000, (end - start) / 1000)
         return {"device": device.name, "channel": channel, "from": start, "to": end,
                 **figures}
 
