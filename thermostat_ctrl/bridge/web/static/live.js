@@ -407,6 +407,9 @@
       });
       $("#back").disabled = this.history.length === 0;
       const w = this.window();
+      // For the panels of other scripts (stability.js): the visible window.
+      document.dispatchEvent(new CustomEvent("liveview:window",
+        { detail: { device: this.name, window: w, live: this.view.kind === "live" } }));
       let label = this.view.kind === "live" ? "live: the last " + duration(this.status ? this.status.memory_s : null) + " in memory"
                                             : stamp(this.view.from) + " → " + stamp(this.view.to);
       if (this.fetching) label += " (loading…)";
