@@ -96,6 +96,13 @@ def get_argparser() -> argparse.ArgumentParser:
                              " json://HOST:PORT/PATH, slack://..., ntfy://...; repeat for"
                              " several (default: ${}NOTIFY, separated by spaces)".format(
                                  ENV_PREFIX))
+    summary = parser.add_argument_group(
+        "stability summary", "per device and channel, the period's stability figures and alarms"
+        " in one line; written to the data directory and sent through --notify")
+    summary.add_argument("--summary-at", metavar="HH:MM",
+                         help="make it at this time of day (UTC); off by default")
+    summary.add_argument("--summary-period-s", type=float, metavar="S",
+                         help="of the last S seconds, every S seconds (default 86400)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
                            help="debug output (-vv: also the HTTP access log)")
@@ -124,6 +131,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "firmware": args.firmware, "influx": args.influx or _env_list("INFLUX"),
         "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,
         "influx_batch_s": args.influx_batch_s, "influx_measurement": args.influx_measurement,
+        "summary_at": args.summary_at, "summary_period_s": args.summary_period_s,
         "notify": args.notify or (os.environ.get(ENV_PREFIX + "NOTIFY", "").split() or None),
         **sink_settings.credentials_from_env(os.environ, ENV_PREFIX),
     }

@@ -26,6 +26,9 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     [alarms.out_of_band]           # rule settings (see alarms.settings), also per
     band_k = 0.02                  # [[device]] ([device.alarms...]) and channel
 
+    summary_at = "07:00"           # a stability summary (see summary) at 07:00 UTC,
+    summary_period_s = 86400       # of the last day, every day (off without summary_at)
+
     influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
     influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
                                    # influx_batch_s, influx_token_file, ...
@@ -61,6 +64,8 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
 ``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
 ``THERMOSTAT_NOTIFY``           Apprise URLs receiving the alarms,
                                 separated by spaces
+``THERMOSTAT_SUMMARY_AT``       ``HH:MM`` (UTC) of the stability summary;
+                                its period: ``..._SUMMARY_PERIOD_S`` (86400)
 ==============================  ==============================================
 """
 
@@ -74,6 +79,7 @@ from .. import protocol
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
+from .summary import check_at
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,6 +104,7 @@ _FALSE = ("", "0", "false", "no", "off")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
+             "summary_at", "summary_period_s",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
@@ -181,6 +188,8 @@ class BridgeConfig:
     notify: tuple = ()  #: Apprise URLs receiving the alarms
     #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
     alarms: dict = field(default_factory=dict, hash=False, compare=False)
+    summary_at: Optional[str] = None  #: ``HH:MM`` (UTC) of the stability summary; None: off
+    summary_period_s: float = 86400.0  #: the range of each summary and the time between them
 
     def __post_init__(self):
         if not self.devices:
@@ -202,6 +211,11 @@ class BridgeConfig:
         if self.token is not None:
             check_token(self.token)
         object.__setattr__(self, "notify", check_urls(self.notify))
+        if self.summary_at is not None:
+            check_at(self.summary_at)
+        if not (_finite(self.summary_period_s) and self.summary_period_s >= 1):
+            raise ValueError("summary_period_s must be at least 1 s, not {!r}".format(
+                self.summary_period_s))
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -399,6 +413,7 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),
         "notify": get("NOTIFY").split() if get("NOTIFY") else None,
+        "summary_at": get("SUMMARY_AT"), "summary_period_s": number("SUMMARY_PERIOD_S"),
         **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})

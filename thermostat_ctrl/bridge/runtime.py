@@ -8,7 +8,8 @@ lossless consumer, on a thread of its own; the web adds its own with
 :meth:`Bridge.consume`, and each InfluxDB sink (``config.influx``) one that
 spools its points.  The alarm monitor is a consumer too: it evaluates the
 rules, its verdicts go to the alarm book, the book's raises and clears to
-the notifier.
+the notifier.  The stability summary (:mod:`.summary`), when configured,
+waits for its times on a thread of its own.
 """
 
 import asyncio
@@ -34,6 +35,7 @@ from .sinks.influx import InfluxSink
 from .sinks.settings import spool_dir
 from .storage.datadir import DataDirLock, adopt_legacy, device_dir
 from .storage.store import Store
+from .summary import Summaries, alarms_from, check_at
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class Bridge:
             self.notifier = Notifier(config.notify) if config.notify else None
             if self.notifier is not None:
                 self.alarms.listen(self.notifier.on_alarm)
+            self.summaries = None if config.summary_at is None else Summaries(
+                self._lock.data_dir, self.devices, check_at(config.summary_at),
+                config.summary_period_s, alarms_from(self.alarms),
+                self.notifier.send if self.notifier is not None else None)
         except BaseException:
             self._lock.release()
             raise
@@ -162,6 +168,8 @@ class Bridge:
         if self.notifier is not None:
             self.notifier.start()
         self.monitor.start()
+        if self.summaries is not None:
+            self.summaries.start()
         jobs = []
         for device in self.devices.values():
             if device.simulation is not None:
@@ -202,6 +210,8 @@ class Bridge:
         for sink in self.sinks:
             await asyncio.to_thread(sink.stop)
         await asyncio.to_thread(self.monitor.stop)
+        if self.summaries is not None:
+            await asyncio.to_thread(self.summaries.stop)
         if self.notifier is not None:
             await asyncio.to_thread(self.notifier.stop)
         for device in self.devices.values():

@@ -125,16 +125,23 @@ class Notifier:
             elif key in self._suppressed:
                 self._suppressed.discard(key)
                 return
-            title, body, kind = _message(event, alarm)
-            for index, target in enumerate(self._targets):
-                if len(self._queue) >= MAX_PENDING * len(self._targets):
-                    dropped = heapq.heappop(self._queue)
-                    self._targets[dropped[2]].state.pending -= 1
-                    self._targets[dropped[2]].state.dropped += 1
-                heapq.heappush(self._queue, (now, next(self._order), index, 1, title, body,
-                                             kind))
-                target.state.pending += 1
-            self._cond.notify_all()
+            self._enqueue(now, *_message(event, alarm))
+
+    def send(self, title: str, body: str) -> None:
+        """Queue a message that is not an alarm (the stability summary) for
+        every receiver: retried like an alarm's, never rate-limited."""
+        with self._cond:
+            self._enqueue(time.monotonic(), title, body, _apprise().NotifyType.INFO)
+
+    def _enqueue(self, now: float, title: str, body: str, kind: Any) -> None:
+        for index, target in enumerate(self._targets):
+            if len(self._queue) >= MAX_PENDING * len(self._targets):
+                dropped = heapq.heappop(self._queue)
+                self._targets[dropped[2]].state.pending -= 1
+                self._targets[dropped[2]].state.dropped += 1
+            heapq.heappush(self._queue, (now, next(self._order), index, 1, title, body, kind))
+            target.state.pending += 1
+        self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
