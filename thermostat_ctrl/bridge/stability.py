@@ -36,7 +36,6 @@ JSON-ready dict.
 import math
 from typing import Optional, Sequence
 
-import allantools
 import numpy as np
 
 from .acquisition.schema import TARGET
@@ -100,6 +99,8 @@ def _segments(ts: np.ndarray, valid: np.ndarray, longest_gap_ms: int) -> tuple:
 
 def _allan(segments: list, period_s: float, taus: np.ndarray) -> list:
     """Pooled overlapping ADEV of the segments (freq data) at ``taus``."""
+    import allantools  # on first use: it loads scipy, seconds that only its users pay
+
     rate = 1.0 / period_s
     ms = np.unique(np.rint(np.asarray(taus) * rate)).astype(np.int64)
     ms = ms[ms >= 1]

@@ -4,6 +4,7 @@ of one channel."""
 
 from typing import Annotated, Optional
 
+import allantools  # noqa: F401  loaded (seconds: scipy) with the app, before polling starts
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +18,8 @@ from .routes_data import CSV_MEDIA_TYPE, FromMs, ToMs, _range
 
 router = APIRouter(tags=["stability"])
 
-#: Most samples one answer computes on: a month of 1 s samples is 2.6 M; the
-#: answer's memory stays below about 50 bytes per sample.
+#: Most samples one answer computes on (46 days of 1 s samples): at its peak
+#: an answer's heap holds about 100 bytes per sample.
 MAX_SAMPLES = 4_000_000
 #: Columns of ``/stability.csv``.
 CSV_COLUMNS = ("tau_s", "adev_k", "lo_k", "hi_k", "terms", "alpha")
