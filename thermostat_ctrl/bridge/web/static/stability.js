@@ -30,7 +30,7 @@
       this.plotBox = el("div", { class: "allan-plot" });
       this.box.append(el("div", { class: "stability-head" }, this.title, this.links),
                       this.figures, this.note, this.plotBox);
-      article.insertBefore(this.box, $(".plots", article));
+      article.append(this.box);  // after the time plots, which the page's own code addresses
       this.plot = null;
     }
 
