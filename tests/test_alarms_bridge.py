@@ -256,7 +256,7 @@ def test_unplugged_sensor_and_stopped_device_reach_page_api_metrics_webhook_and_
                                    "--notify", hook.url, "--notify", mail.url])
         try:
             url = bridge.wait_for_line(SERVING).group(1)
-            wait_until(lambda: any("sensor_open" in t for t in hook.titles()), timeout=30,
+            wait_until(lambda: any("no temperature" in t for t in hook.titles()), timeout=30,
                        what="the webhook")
             wait_until(lambda: mail.messages, what="the mail")
             assert mail.subjects()[0] == "[CRITICAL] cavity ch1: no temperature reading:" \
