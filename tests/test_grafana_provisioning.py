@@ -284,11 +284,11 @@ def gaps_in(window: tuple, gaps: list) -> tuple:
 
 
 def test_prometheus_example_config():
-    config = yaml.safe_load((SCRIPTS / "prometheus.yml").read_text())
+    config = yaml.safe_load((SCRIPTS / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "config", str(SCRIPTS / "prometheus.yml")],
+        r = subprocess.run(["promtool", "check", "config", str(SCRIPTS / "prometheus" / "prometheus.yml")],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
 
