@@ -10,25 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import launch_chromium, served_bridge
+from browser_kit import served_bridge
 from harness import FIRST, wait_until
 from thermostat_ctrl.driver import Thermostat
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
-                                                             " (pip install playwright)")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
+                                                 " (pip install playwright)")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOT = ROOT / "scripts" / "screenshots" / "alarm.png"
 TOKEN = "a-token-for-the-alarm-test"
 VIEWPORT = {"width": 1400, "height": 1000}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def test_an_unplugged_sensor_on_the_page_acknowledged_silenced_and_cleared(browser, tmp_path):

@@ -2,7 +2,8 @@
 // events live.js receives on its stream (window event "thermostat-alarms"),
 // with Acknowledge and Silence buttons.  Those need the bridge's token: the
 // page asks for it once and keeps it for this tab only (sessionStorage),
-// and sends it as "Authorization: Bearer", never in a URL.
+// and sends it as "Authorization: Bearer", never in a URL.  Loaded after
+// live.js, whose el() it uses.
 "use strict";
 
 (() => {
@@ -10,15 +11,7 @@
   const SILENCE_S = 3600;
   const $ = (selector) => document.querySelector(selector);
 
-  function el(tag, attributes = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attributes)) {
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
+  const { el } = window.livePage;
 
   const since = (ms) => {
     const s = Math.max(0, (Date.now() - ms) / 1000);

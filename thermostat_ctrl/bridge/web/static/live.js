@@ -615,6 +615,7 @@
 
   const app = new App();
   window.liveApp = app;
+  window.livePage = { el };  // shared with alarms.js
   app.start().catch((e) => {
     $("#link").textContent = "cannot load the devices: " + e.message;
     $("#link").classList.add("down");
