@@ -10,11 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import launch_chromium, served_bridge
+from browser_kit import served_bridge
 from harness import FIRST, now_ms, wait_until
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
-                                                             " (pip install playwright)")
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -38,18 +35,16 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture
-def page(lab):
+def page(browser, lab):
     bridge, url, shots = lab
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100})
-        page = context.new_page()
-        page.errors = []
-        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.goto("{}/#device={}".format(url, FIRST))
-        yield page
-        browser.close()
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto("{}/#device={}".format(url, FIRST))
+    yield page
+    context.close()
 
 
 def panel_answer(page, url, channel):
