@@ -39,7 +39,8 @@
              "&from=" + Math.floor(w.from) + "&to=" + Math.ceil(w.to) + "&band_mk=" + bandMk;
     }
 
-    async load(device, w, bandMk) {
+    // current(): false once a newer window is asked for (its answer must not be overwritten).
+    async load(device, w, bandMk, current) {
       const query = this.query(device, w, bandMk);
       this.links.replaceChildren(
         el("a", { href: "stability?" + query, class: "stability-json" }, "JSON"), " · ",
@@ -47,6 +48,7 @@
                   download: device + "-ch" + this.channel + "-stability.csv" }, "CSV"));
       const response = await fetch("stability?" + query, { headers: { Accept: "application/json" } });
       const body = await response.json();
+      if (!current()) return;
       if (!response.ok) {
         const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
         this.show(null, "no stability figures: " + detail);
@@ -107,9 +109,21 @@
     const now = performance.now();
     if (key === last.key && (!live || now - last.at < LIVE_REFRESH_MS)) return;
     last = { key, at: now };
-    for (const panel of panels) {
-      panel.load(device, w, bandMk).catch((e) => panel.show(null, "no stability figures: " + e.message));
-    }
+    loadAll(device, w, bandMk);
   });
+
+  // One channel after the other: a long range's answer takes the bridge a
+  // second and a few hundred MB, so the two never run at once.
+  let generation = 0;
+  async function loadAll(device, w, bandMk) {
+    const mine = ++generation;
+    const current = () => mine === generation;
+    for (const panel of panels) {
+      if (!current()) return;
+      await panel.load(device, w, bandMk, current).catch((e) => {
+        if (current()) panel.show(null, "no stability figures: " + e.message);
+      });
+    }
+  }
   window.addEventListener("resize", () => panels.forEach((p) => p.resize()));
 })();
