@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness import FIRST, PERIOD, now_ms, only, polled, run_cli, running_bridge, wait_for
+from thermostat_ctrl.bridge.storage.csvlog import CsvLog
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -115,6 +116,22 @@ def test_command_line_refuses_bad_arguments_in_one_line(tmp_path, args, message)
     done = run_cli("stability", "--data-dir", str(tmp_path), "--device", FIRST, *args)
     assert done.returncode == 2 and message in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+async def test_a_range_with_the_pid_off_has_no_error_figures_and_says_so(tmp_path):
+    start = (now_ms() // DAY_MS - 1) * DAY_MS
+    log = CsvLog(str(tmp_path / FIRST), ["temperature_ch0", "target_ch0", "pid_engaged_ch0"])
+    rng = np.random.default_rng(8)
+    for i in range(600):  # ten minutes at 1 s, the PID off, the setpoint known
+        log.append(start + 1000 * i, np.array([24.0 + rng.normal(0, 1e-3), 25.0, 0.0]))
+    log.close()
+    async with running_bridge(tmp_path, poll_period=1.0) as (bridge, client):
+        answer = (await client.get("/stability", params={
+            "channel": 0, "from": start, "to": start + 599_000})).json()
+    assert answer["n"] == 600 and answer["segments"] == 1 and answer["allan"]
+    assert answer["error"] is None and answer["in_band_fraction"] is None
+    assert answer["engaged_fraction"] is None
+    assert answer["notes"] == ["the PID was not engaged in this range: no error figures"]
 
 
 async def test_a_setpoint_not_recorded_is_said_so(tmp_path):
