@@ -104,9 +104,19 @@ def test_error_figures_only_where_the_pid_is_engaged():
 def test_no_engaged_pid_gives_no_error_figures_and_says_so():
     t = 25 + np.random.default_rng(6).normal(0, 1e-3, 500)
     r = analyse(series(t), t, np.full(500, 25.0), np.zeros(500), 1.0)
-    assert r["error"] is None and r["in_band_fraction"] is None
+    assert r["error"] is None and r["in_band_fraction"] is None and r["engaged_fraction"] == 0
     assert r["notes"] == ["the PID was not engaged in this range: no error figures"]
     assert r["n"] == 500 and r["allan"]
+
+
+def test_a_constant_series_has_zero_deviation():
+    # A stuck sensor: no variance, no noise type to identify; still an answer.
+    t = np.full(2000, 25.0)
+    r = analyse(series(t), t, np.full(2000, 25.0), np.ones(2000), 1.0)
+    assert r["std"] == 0 and r["in_band_fraction"] == 1.0
+    assert {p["adev_k"] for p in r["allan"]} == {0.0}
+    assert {p["alpha"] for p in r["allan"]} == {None}
+    assert {(p["lo_k"], p["hi_k"]) for p in r["allan"]} == {(0.0, 0.0)}
 
 
 def test_no_samples():

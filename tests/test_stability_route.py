@@ -130,7 +130,7 @@ async def test_a_range_with_the_pid_off_has_no_error_figures_and_says_so(tmp_pat
             "channel": 0, "from": start, "to": start + 599_000})).json()
     assert answer["n"] == 600 and answer["segments"] == 1 and answer["allan"]
     assert answer["error"] is None and answer["in_band_fraction"] is None
-    assert answer["engaged_fraction"] is None
+    assert answer["engaged_fraction"] == 0
     assert answer["notes"] == ["the PID was not engaged in this range: no error figures"]
 
 

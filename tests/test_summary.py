@@ -51,8 +51,10 @@ def test_the_line_reads_at_a_glance():
         "cavity ch0: std 0.31 mK, p2p 2.1 mK, drift +0.100 mK/h, ADEV(1 s) 0.3 mK,"
         " ADEV(100 s) 42 µK, ADEV(1000 s) 15 µK, in band (±10 mK) 99.8 %,"
         " alarms: 3 (drift, out_of_band)")
-    off = dict(figures, in_band_fraction=None, allan=[])
+    off = dict(figures, in_band_fraction=None, engaged_fraction=0.0, allan=[])
     assert "in band (±10 mK) — (PID not engaged)" in line("laser", 1, off, [])
+    unknown = dict(off, engaged_fraction=None)
+    assert "in band (±10 mK) — (setpoint not recorded)" in line("laser", 1, unknown, [])
     assert "ADEV(100 s) —" in line("laser", 1, off, []) and "alarms: none" in line("laser", 1, off, [])
     assert line("laser", 1, {"n": 0}, []) == "laser ch1: no samples"
 

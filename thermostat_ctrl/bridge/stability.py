@@ -97,6 +97,19 @@ def _segments(ts: np.ndarray, valid: np.ndarray, longest_gap_ms: int) -> tuple:
     return rows, list(zip(starts.tolist(), stops.tolist()))
 
 
+def _noise_type(allantools, y: np.ndarray, m: int, previous: Optional[int]) -> Optional[int]:
+    """allantools' noise type of freq data ``y`` averaged by ``m``, or
+    ``previous`` where it cannot tell (a constant series: a stuck sensor)."""
+    with np.errstate(all="ignore"):
+        try:
+            found = allantools.autocorr_noise_id(y, m, data_type="freq")[0]
+        except ValueError:  # NaN autocorrelation: no variance at all
+            return previous
+    # Beyond random walk (-2) the ADEV does not converge: a steeper verdict
+    # on few averages is taken as random walk.
+    return int(min(2, max(-2, found)))
+
+
 def _allan(segments: list, period_s: float, taus: np.ndarray) -> list:
     """Pooled overlapping ADEV of the segments (freq data) at ``taus``."""
     import allantools  # on first use: it loads scipy, seconds that only its users pay
@@ -122,12 +135,12 @@ def _allan(segments: list, period_s: float, taus: np.ndarray) -> list:
     for m in ms.tolist():
         if not terms[m]:
             continue
+        if squares[m] == 0:  # no variance at all (a stuck sensor): exactly zero, no noise type
+            out.append({"tau_s": m / rate, "adev_k": 0.0, "lo_k": 0.0, "hi_k": 0.0,
+                        "terms": terms[m], "alpha": None})
+            continue
         if len(longest) // m >= MIN_NOISE_ID:
-            found = allantools.autocorr_noise_id(longest[:MAX_NOISE_ID * m], m,
-                                                 data_type="freq")[0]
-            # Beyond random walk (-2) the ADEV does not converge: a steeper
-            # verdict on few averages is taken as random walk.
-            alpha = int(min(2, max(-2, found)))
+            alpha = _noise_type(allantools, longest[:MAX_NOISE_ID * m], m, alpha)
         adev = math.sqrt(squares[m] / terms[m])
         lo = hi = None
         if alpha is not None:
@@ -189,12 +202,13 @@ def analyse(ts: np.ndarray, temperature: np.ndarray, target: Optional[np.ndarray
         held = values[on] - target[on]
         if len(values) and not len(held):
             notes.append("the PID was not engaged in this range: no error figures")
+    result["engaged_fraction"] = len(held) / len(values) if held is not None and len(values) \
+        else None
     if held is not None and len(held):
         result["error"] = _spread(held)
-        result["engaged_fraction"] = len(held) / len(values)
         result["in_band_fraction"] = float(np.count_nonzero(np.abs(held) <= band_k)) / len(held)
     else:
-        result["error"] = result["engaged_fraction"] = result["in_band_fraction"] = None
+        result["error"] = result["in_band_fraction"] = None
     result["band_mk"] = band_k * 1000
 
     if range_s is None:

@@ -99,8 +99,12 @@ def line(device: str, channel: int, figures: dict, alarms: Sequence[dict]) -> st
         parts.append("ADEV({:g} s) {}".format(point["tau_s"] if point else tau,
                                               _kelvin(point and point["adev_k"])))
     band = "in band (±{:g} mK) ".format(figures["band_mk"])
-    parts.append(band + ("{:.1f} %".format(100 * figures["in_band_fraction"])
-                         if figures["in_band_fraction"] is not None else "— (PID not engaged)"))
+    if figures["in_band_fraction"] is not None:
+        band += "{:.1f} %".format(100 * figures["in_band_fraction"])
+    else:
+        band += "— ({})".format("PID not engaged" if figures["engaged_fraction"] == 0
+                                else "setpoint not recorded")
+    parts.append(band)
     rules = sorted({a["rule"] for a in alarms})
     parts.append("alarms: " + ("{} ({})".format(len(alarms), ", ".join(rules)) if alarms
                                else "none"))
