@@ -1,0 +1,178 @@
+"""Gains designed on the identified model for the firmware's PID (no I/O).
+
+The firmware's PID acts on the target only through its integral: the
+proportional and derivative terms see the measurement (``pid-autotune.md``
+§1).  A step of the target therefore overshoots when the integral does, and
+a textbook rule's closed-loop time constant says little about it.  So
+:func:`design` simulates the firmware's PID, sample by sample with its
+output clamp, on the identified :class:`~.model.Model` and chooses the
+gains by what a user sees: the fastest settling of a target step with next
+to no overshoot, on the model and on models with a longer dead time and a
+higher gain (the identification is not exact and the plant drifts).
+
+The family searched is SIMC's PID for a second-order process with dead time
+(series form: ``Kc = T1 / (K·(tc + L))``, ``Ti = min(T1, 4·(tc + L))``,
+``Td = T2``, Skogestad 2003), over the closed-loop time constant ``tc``.  A
+derivative that would make the output noisy (the sensor noise through the
+PID above :data:`OUTPUT_NOISE` of the output range) is capped first.
+"""
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from .model import Model
+from .tuning import to_per_sample
+
+__all__ = ["OUTPUT_NOISE", "STEP_K", "design", "output_noise", "simulate_step",
+           "step_figures"]
+
+#: The largest output noise (σ, as a fraction of the smaller output limit)
+#: the sensor noise may cause through the PID.
+OUTPUT_NOISE = 0.05
+#: The design step of the target (K) and its settling band (K).
+STEP_K = 2.0
+BAND_K = 0.01
+#: Largest overshoot the design allows (K), on the model and on the
+#: perturbed models (dead time x DEAD_MARGIN, gain x GAIN_MARGIN).
+OVERSHOOT_K = 0.01
+ROBUST_OVERSHOOT_K = 0.03
+DEAD_MARGIN = 1.5
+GAIN_MARGIN = 1.3
+
+
+def output_noise(per_sample: dict, noise: float) -> float:
+    """σ of the firmware PID's output increments caused by white sensor noise
+    of σ ``noise`` (K) under per-sample gains: the increment is ``(kp + ki +
+    kd)·x[n] - (kp + 2kd)·x[n-1] + kd·x[n-2]``."""
+    kp, ki, kd = per_sample["kp"], per_sample["ki"], per_sample["kd"]
+    return noise * math.sqrt((kp + ki + kd) ** 2 + (kp + 2 * kd) ** 2 + kd ** 2)
+
+
+def simulate_step(model: Model, per_sample: dict, ts: float, low: float, high: float,
+                  step: float = STEP_K, duration: Optional[float] = None) -> tuple:
+    """Times and temperatures (relative to the start) of the firmware PID with
+    ``per_sample`` gains and output range ``low``..``high`` (A) on ``model``,
+    settled at the operating point (0 A) when the target steps by ``step`` K.
+
+    The model's two lags are stepped exactly with the current held over each
+    sample; its dead time is rounded to whole samples.
+    """
+    k, t1, t2, dead = model.gain, model.t1, model.t2, model.dead_time
+    duration = duration if duration is not None else 12 * (t1 + t2 + dead) + 30
+    n = int(duration / ts)
+    delay = max(int(round(dead / ts)), 0)
+    a1, a2 = math.exp(-ts / t1), math.exp(-ts / t2)
+    kp, ki, kd = per_sample["kp"], per_sample["ki"], per_sample["kd"]
+    queue = [0.0] * (delay + 1)
+    x1 = x2 = 0.0  # the two lag states, K
+    e1 = e2 = 0.0  # the measurement history, K
+    y = 0.0
+    out = []
+    for i in range(n):
+        x0 = x2  # the sensor, relative to the old target
+        # positive current cools: heating is -y
+        y = min(max(y + kp * (x0 - e1) + ki * (x0 - step) + kd * (x0 - 2 * e1 + e2), low),
+                high)
+        e2, e1 = e1, x0
+        out.append(x0)
+        queue.append(-y)
+        u = queue.pop(0)
+        x1 = a1 * x1 + (1 - a1) * k * u
+        x2 = a2 * x2 + (1 - a2) * x1 if t2 > 0 else x1
+    return np.arange(n) * ts, np.array(out)
+
+
+def step_figures(t: np.ndarray, y: np.ndarray, step: float = STEP_K, band: float = BAND_K,
+                 smooth_s: float = 1.0) -> tuple:
+    """(settling time in s, or inf; overshoot in K) of a simulated step,
+    judged like :func:`~.step.step_metrics` on a ``smooth_s`` moving mean."""
+    ts = t[1] - t[0]
+    width = max(1, int(round(smooth_s / ts)))
+    mean = np.convolve(y, np.ones(width) / width, mode="valid")
+    mt = t[width - 1:]
+    if not np.all(np.isfinite(mean)):
+        return math.inf, math.inf
+    overshoot = max(0.0, float(np.max(mean - step)))
+    outside = np.nonzero(np.abs(mean - step) > band)[0]
+    if outside.size and outside[-1] == mean.size - 1:
+        return math.inf, overshoot
+    return (float(mt[outside[-1] + 1]) if outside.size else 0.0), overshoot
+
+
+def simc_pid(model: Model, tc: float, kd_max: float = math.inf) -> dict:
+    """Per-second gains of SIMC's series PID on ``model`` with closed-loop
+    time constant ``tc`` (s), the derivative capped at ``kd_max`` (A·s/K)."""
+    kc = model.t1 / (model.gain * (tc + model.dead_time))
+    ti = min(model.t1, 4 * (tc + model.dead_time))
+    td = model.t2
+    factor = 1 + td / ti  # series to parallel form
+    return {"kp": kc * factor, "ki": kc / ti, "kd": min(kc * td, kd_max)}
+
+
+def design(model: Model, ts: float, low: float, high: float, noise: float) -> dict:
+    """Per-second gains of SIMC's PID family (module docstring) with the
+    smallest ``tc`` whose simulated step settles without overshoot.
+
+    ``ts`` is the sample period (s), ``low``..``high`` the output range (A),
+    ``noise`` the sensor noise (K, σ).  The returned dict also has ``tc``,
+    the predicted ``settling_s`` and ``overshoot_k`` of the design step, the
+    ``output_noise_a`` the gains cause and ``kd_capped`` (the derivative was
+    reduced for the output noise).
+    """
+    limit = OUTPUT_NOISE * min(high, -low)
+    worse = Model(model.gain * GAIN_MARGIN, model.t1, model.t2,
+                  model.dead_time * DEAD_MARGIN + ts)
+
+    def gains(tc: float) -> dict:
+        g = simc_pid(model, tc)
+        g["kd_capped"] = False
+        # the largest kd whose output noise is within the limit
+        per = to_per_sample(g, ts)
+        if output_noise(per, noise) > limit:
+            lo, hi = 0.0, g["kd"]
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                if output_noise(to_per_sample({**g, "kd": mid}, ts), noise) > limit:
+                    hi = mid
+                else:
+                    lo = mid
+            g["kd"], g["kd_capped"] = lo, True
+        return g
+
+    def judged(tc: float) -> tuple:
+        per = to_per_sample(gains(tc), ts)
+        settle, over = step_figures(*simulate_step(model, per, ts, low, high))
+        _, robust = step_figures(*simulate_step(worse, per, ts, low, high))
+        return settle, over, robust
+
+    def good(tc: float) -> bool:
+        if output_noise(to_per_sample(gains(tc), ts), noise) > limit:
+            return False  # too noisy even without a derivative
+        settle, over, robust = judged(tc)
+        return math.isfinite(settle) and over <= OVERSHOOT_K and robust <= ROBUST_OVERSHOOT_K
+
+    dead = max(model.dead_time, ts)
+    candidates = dead * np.geomspace(0.25, 64, 25)
+    fine = [tc for tc in candidates if good(tc)]
+    if not fine:
+        raise ValueError("no closed-loop time constant up to {:.3g} s settles the model's step"
+                         " without overshoot".format(candidates[-1]))
+    # the fastest of the good ones, refined between it and the next faster
+    settle = {tc: judged(tc)[0] for tc in fine}
+    best = min(settle, key=settle.get)
+    i = int(np.searchsorted(candidates, best))
+    lo = candidates[i - 1] if i > 0 else best / 2
+    hi = best
+    for _ in range(12):  # the smallest good tc near the best
+        mid = math.sqrt(lo * hi)
+        if good(mid):
+            hi = mid
+        else:
+            lo = mid
+    tc = hi if judged(hi)[0] <= settle[best] else best
+    g = gains(tc)
+    settle_s, over, _ = judged(tc)
+    return {**g, "tc": float(tc), "settling_s": settle_s, "overshoot_k": float(over),
+            "output_noise_a": output_noise(to_per_sample(g, ts), noise)}
