@@ -5,14 +5,22 @@
 2. *relay*: relay feedback with that band around a bias current that moves to
    the operating point (the current holding the target), within the output
    limits; converged cycles give the hysteresis-corrected Ku and Pu.
-3. *identify*: a second relay with a band twice the first oscillation, whose
-   slower cycles show the slow dynamics; a second-order-plus-dead-time model
-   is fitted to both records and reduced to FOPDT (half rule).
-4. gains for every rule, in per-second and per-sample (firmware) units.
+3. *identify*: an open-loop doublet from the operating point (a current step
+   of :data:`DOUBLET` times the relay's amplitude until the response has
+   visibly slowed, then back past the target), which shows the slow time
+   constant that the fast relay cycles hide.
+4. *fitting*: a second-order-plus-dead-time model with the TEC's Joule heat
+   fitted to the whole record (:func:`.model.fit_model`), the commands placed
+   on the device's clock; a ProcedureError when the record does not
+   determine it.
+5. *designing*: gains for every rule, in per-second and per-sample
+   (firmware) units; the default rule ``"designed"`` chooses them by
+   simulating a target step on the firmware's PID (:mod:`.design`).
 
+All stages share one sample stream, so no sample is lost between them.
 Aborts (window, timeout, open thermistor, lost connection, no convergence or
-a stalled relay, the caller) restore the channel's previous state before
-raising.
+a stalled relay, no confident model, the caller) restore the channel's
+previous state before raising.
 """
 
 import asyncio
@@ -52,8 +60,10 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = DE
                    abort: Optional[asyncio.Event] = None) -> dict:
     """Relay-autotune channel ``ch`` at ``target`` °C.
 
-    :param rule: ``"simc"`` (default, model based) or one of
-        :data:`thermostat_ctrl.procedures.tuning.RULES`.
+    :param rule: ``"designed"`` (default: SIMC's family with the closed-loop
+        time constant chosen by simulating a target step on the firmware's
+        PID, the derivative capped for the output noise), ``"simc"`` or one
+        of :data:`thermostat_ctrl.procedures.tuning.RULES`.
     :param amplitude: cap on the relay's current swing around the operating
         point (A); default half the smaller output limit.
     :param hysteresis: relay noise band (K); default 3 σ of the measured noise.
@@ -74,8 +84,10 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = DE
     The output limits are used as set (0 limits are refused); the channel's
     previous state (PID on/off, target, gains, constant current) is restored
     whatever happens, unless ``apply`` then writes the new gains.  Returns
-    the gains (per sample and per second), the rule, Ku, Pu, the model, the
-    noise, the cycles and the recorded data.  Raises ValueError for a bad
+    the gains (per sample and per second), the rule, every rule's gains with
+    the ``output_noise_a`` (σ, A) they cause, Ku, Pu, the model (with its
+    standard errors), the ``design`` figures, the noise, the cycles and the
+    recorded data.  Raises ValueError for a bad
     argument (before anything is sent), :class:`ProcedureError` (a
     RuntimeError) or TimeoutError / ConnectionError when it stops early.
     """
@@ -316,7 +328,7 @@ class _Run:
         self.progress(state="designing")
         try:
             designed = await asyncio.get_running_loop().run_in_executor(
-                None, design.design, model, ts, low, high, sigma)
+                None, design.design, model, ts, low, high, model.noise)
         except ValueError as e:
             raise ProcedureError("channel {}: {}; autotune aborted".format(self.ch, e)) from e
         rules = {}
@@ -327,7 +339,7 @@ class _Run:
                 per_second = tuning.tune(name, ultimate, model)
             per_sample = tuning.to_per_sample(per_second, ts)
             rules[name] = {"per_sample": per_sample, "per_second": per_second,
-                           "output_noise_a": design.output_noise(per_sample, sigma)}
+                           "output_noise_a": design.output_noise(per_sample, model.noise)}
         return {
             "channel": self.ch, "target": self.target, "rule": rule,
             "gains": rules[rule]["per_sample"], "gains_per_second": rules[rule]["per_second"],

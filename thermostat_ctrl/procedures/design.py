@@ -14,7 +14,9 @@ The family searched is SIMC's PID for a second-order process with dead time
 (series form: ``Kc = T1 / (K·(tc + L))``, ``Ti = min(T1, 4·(tc + L))``,
 ``Td = T2``, Skogestad 2003), over the closed-loop time constant ``tc``.  A
 derivative that would make the output noisy (the sensor noise through the
-PID above :data:`OUTPUT_NOISE` of the output range) is capped first.
+PID above :data:`DERIVATIVE_SHARE` of :data:`OUTPUT_NOISE` of the smaller
+output limit) is capped, and gains whose output noise would exceed
+:data:`OUTPUT_NOISE` are not considered.
 """
 
 import math
@@ -31,6 +33,9 @@ __all__ = ["OUTPUT_NOISE", "STEP_K", "design", "output_noise", "simulate_step",
 #: The largest output noise (σ, as a fraction of the smaller output limit)
 #: the sensor noise may cause through the PID.
 OUTPUT_NOISE = 0.05
+#: The derivative's own share of that noise, at most (it is capped there).
+DERIVATIVE_SHARE = 0.5
+TOTAL = True
 #: The design step of the target (K) and its settling band (K).
 STEP_K = 2.0
 BAND_K = 0.01
@@ -125,20 +130,13 @@ def design(model: Model, ts: float, low: float, high: float, noise: float) -> di
     worse = Model(model.gain * GAIN_MARGIN, model.t1, model.t2,
                   model.dead_time * DEAD_MARGIN + ts)
 
+    # the derivative's own share of the output noise: kd·σ·√6 per sample
+    kd_max = DERIVATIVE_SHARE * limit / (noise * math.sqrt(6)) * ts
+
     def gains(tc: float) -> dict:
         g = simc_pid(model, tc)
-        g["kd_capped"] = False
-        # the largest kd whose output noise is within the limit
-        per = to_per_sample(g, ts)
-        if output_noise(per, noise) > limit:
-            lo, hi = 0.0, g["kd"]
-            for _ in range(40):
-                mid = (lo + hi) / 2
-                if output_noise(to_per_sample({**g, "kd": mid}, ts), noise) > limit:
-                    hi = mid
-                else:
-                    lo = mid
-            g["kd"], g["kd_capped"] = lo, True
+        g["kd_capped"] = g["kd"] > kd_max
+        g["kd"] = min(g["kd"], kd_max)
         return g
 
     def judged(tc: float) -> tuple:
@@ -148,7 +146,7 @@ def design(model: Model, ts: float, low: float, high: float, noise: float) -> di
         return settle, over, robust
 
     def good(tc: float) -> bool:
-        if output_noise(to_per_sample(gains(tc), ts), noise) > limit:
+        if TOTAL and output_noise(to_per_sample(gains(tc), ts), noise) > limit:
             return False  # too noisy even without a derivative
         settle, over, robust = judged(tc)
         return math.isfinite(settle) and over <= OVERSHOOT_K and robust <= ROBUST_OVERSHOOT_K

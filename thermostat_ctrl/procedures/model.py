@@ -40,6 +40,7 @@ class Model:
     t2: float
     dead_time: float
     errors: Optional[dict] = None  # relative standard errors of K, T, L
+    noise: Optional[float] = None   # σ of the fit's residuals (K): the sensor noise
 
     @property
     def fopdt(self) -> tuple:
@@ -48,11 +49,11 @@ class Model:
 
     def as_dict(self) -> dict:
         """The model as plain numbers: ``K``, ``T``, ``L`` (FOPDT), the
-        second-order fit ``T1``, ``T2``, ``L0`` and the relative standard
-        ``errors`` of K, T and L."""
+        second-order fit ``T1``, ``T2``, ``L0``, the relative standard
+        ``errors`` of K, T and L and the residuals' ``noise`` (K)."""
         k, t, dead = self.fopdt
         return {"K": k, "T": t, "L": dead, "T1": self.t1, "T2": self.t2, "L0": self.dead_time,
-                "errors": dict(self.errors or {})}
+                "errors": dict(self.errors or {}), "noise": self.noise}
 
 
 class _Record:
@@ -134,7 +135,7 @@ def fit_model(t, temperature, driven, operating: float, period: float) -> Model:
     if not gain > 0:
         raise ModelError("the temperature did not respond to the current as a heater/cooler"
                          " should (gain {:.3g} K/A): check the polarity".format(gain))
-    model = Model(gain, t1, t2, lag)
+    model = Model(gain, t1, t2, lag, noise=float(np.std(res)))
     model.errors = _errors(rec, model, coef, res)
     vague = {name: e for name, e in model.errors.items() if not e < CONFIDENCE}
     if vague:
