@@ -42,6 +42,8 @@ from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_nu
 __all__ = ["autotune", "NOISE_SAMPLES", "RULE_NAMES"]
 
 NOISE_SAMPLES = 48
+#: The relay's convergence: relative standard error of amplitude and period.
+RELAY_TOLERANCE = 0.1
 #: The doublet's current step, as a fraction of the relay's amplitude.
 DOUBLET = 0.2
 _SMOOTH = 5  # samples in the moving mean that ends the doublet's halves
@@ -313,8 +315,10 @@ class _Run:
             return max(cycles - len(relay.cycles), 1) * last.period
 
         noise = max(sigma, eps / 3)  # a noise-free record would never stand still
+        # Ku and Pu only feed the classic rules and the fit's starting point (the model
+        # comes from the fit), so 10 %: a loaded host makes single cycles scatter
         first = tuning.Relay(self.target, eps, cap, low, high, bias=bias, cycles=cycles,
-                             noise=noise)
+                             tolerance=RELAY_TOLERANCE, noise=noise)
         await self.relay(first, "relay", max_cycles, low, high, remaining)
         ultimate = tuning.analyse(first)
         await self.doublet(first.bias, DOUBLET * min(first.cool, first.heat),
@@ -323,12 +327,13 @@ class _Run:
         t, y, u = zip(*self.record)
         ts = float(np.median(self.intervals))
         driven = (self.command_times(), [amps for _, amps in self.commands])
+        sensor = tuning.noise_sigma(y)  # the whole record: a few %, where 48 samples give 10
         model = await asyncio.get_running_loop().run_in_executor(
             None, fit_model, t, y, driven, first.bias, ultimate.pu)
         self.progress(state="designing")
         try:
             designed = await asyncio.get_running_loop().run_in_executor(
-                None, design.design, model, ts, low, high, model.noise)
+                None, design.design, model, ts, low, high, sensor)
         except ValueError as e:
             raise ProcedureError("channel {}: {}; autotune aborted".format(self.ch, e)) from e
         rules = {}
@@ -339,7 +344,7 @@ class _Run:
                 per_second = tuning.tune(name, ultimate, model)
             per_sample = tuning.to_per_sample(per_second, ts)
             rules[name] = {"per_sample": per_sample, "per_second": per_second,
-                           "output_noise_a": design.output_noise(per_sample, model.noise)}
+                           "output_noise_a": design.output_noise(per_sample, sensor)}
         return {
             "channel": self.ch, "target": self.target, "rule": rule,
             "gains": rules[rule]["per_sample"], "gains_per_second": rules[rule]["per_second"],
@@ -349,7 +354,7 @@ class _Run:
                                                 "kd_capped")},
             "ku": ultimate.ku, "pu": ultimate.pu, "oscillation_k": ultimate.amplitude,
             "relay_amplitude_a": ultimate.relay_amplitude, "model": model.as_dict(),
-            "noise_k": sigma, "hysteresis_k": eps, "operating_current_a": first.bias,
+            "noise_k": sensor, "hysteresis_k": eps, "operating_current_a": first.bias,
             "cycles": len(first.cycles), "sample_period_s": ts,
             "duration_s": self.elapsed,
             "data": {"time": list(t), "temperature": list(y), "current": list(u)},

@@ -22,7 +22,7 @@ from scipy.optimize import least_squares
 __all__ = ["CONFIDENCE", "Model", "ModelError", "fit_model"]
 
 #: The largest relative standard error of K, T and L a model may have.
-CONFIDENCE = 0.03
+CONFIDENCE = 0.05
 
 
 class ModelError(RuntimeError):

@@ -50,11 +50,14 @@ class TuningError(RuntimeError):
 
 def noise_sigma(values) -> float:
     """Sample noise (standard deviation) of a slowly drifting signal, from its
-    second differences, which a linear or slowly curving drift does not affect."""
+    second differences, which a linear or slowly curving drift does not
+    affect; their median absolute deviation, so that the few sharp bends (a
+    relay switching) do not count."""
     x = np.asarray(values, dtype=float)
     if x.size < 8:
         raise ValueError("need at least 8 samples to measure the noise, got {}".format(x.size))
-    return float(np.std(np.diff(x, 2)) / math.sqrt(6.0))
+    d2 = np.diff(x, 2)
+    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6.0))
 
 
 @dataclass
@@ -88,8 +91,9 @@ class Relay:
     cycle's time-average command (the current that holds the mean at the
     target) and ``d = min(amplitude, high - bias, bias - low)``, or the two
     sides' own headroom when ``symmetric`` is False.  ``converged`` once the
-    means of the last ``cycles`` cycles' amplitude and period are known to
-    ``tolerance`` (relative standard error; a switch comes up to one sample
+    means of the :attr:`used` cycles' amplitude and period (the later half,
+    at least ``cycles`` of them) are known to ``tolerance`` (relative
+    standard error; a switch comes up to one sample
     late, so single cycles scatter) and the bias's to ``tolerance·d``.
 
     A half-cycle whose drive does not reach past the operating point (the bias
@@ -145,15 +149,22 @@ class Relay:
         return self.halves[-1].command if self.halves else self.bias
 
     @property
+    def used(self) -> list:
+        """The cycles the relay is judged on: the later half of them, at
+        least ``cycles`` (the earlier ones carry the start and the bias
+        moving to the operating point)."""
+        return self.cycles[-max(self.needed, len(self.cycles) // 2):]
+
+    @property
     def converged(self) -> bool:
-        """True when the last cycles agree (see the class docstring)."""
-        last = self.cycles[-self.needed:]
+        """True when the cycles :attr:`used` agree (see the class docstring)."""
+        last = self.used
         if len(last) < self.needed:
             return False
         biases = [c.bias for c in last]
         return (_error(c.amplitude for c in last) < self.tolerance
                 and _error(c.period for c in last) < self.tolerance
-                and np.std(biases) / math.sqrt(self.needed)
+                and np.std(biases) / math.sqrt(len(last))
                 < self.tolerance * min(self.cool, self.heat))
 
     @property
@@ -275,8 +286,8 @@ class RelayAnalysis:
 def analyse(relay: Relay) -> RelayAnalysis:
     """Hysteresis-corrected ultimate gain and period of the relay's last cycles,
     with the relay amplitude taken from the measured currents."""
-    n = relay.needed
-    cycles = relay.cycles[-n:]
+    cycles = relay.used
+    n = len(cycles)
     halves = relay.halves[-2 * n - 1:-1]  # the complete halves of those cycles
     a = sum(c.amplitude for c in cycles) / n
     pu = sum(c.period for c in cycles) / n
