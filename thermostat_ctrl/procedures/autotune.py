@@ -299,14 +299,14 @@ class _Run:
         bias = min(max(before.i_set if before.engaged else 0.0, low), high)
         self.progress(state="noise")
         await self.drive(bias, low, high)
-        noise = []
+        noise_samples = []
         async for sample in self.feed:
             self.record.append(sample)
-            noise.append(sample[1])
+            noise_samples.append(sample[1])
             self.progress(remaining_s=None)
-            if len(noise) >= NOISE_SAMPLES:
+            if len(noise_samples) >= NOISE_SAMPLES:
                 break
-        sigma = tuning.noise_sigma(noise)
+        sigma = tuning.noise_sigma(noise_samples)
         eps = hysteresis if hysteresis is not None else max(3 * sigma, 1e-3)
 
         def remaining(relay, last):
@@ -321,13 +321,18 @@ class _Run:
                              tolerance=RELAY_TOLERANCE, noise=noise)
         await self.relay(first, "relay", max_cycles, low, high, remaining)
         ultimate = tuning.analyse(first)
+        quiet = len(self.record)
         await self.doublet(first.bias, DOUBLET * min(first.cool, first.heat),
                            self.window / 3, noise, low, high)
         self.progress(state="fitting")
         t, y, u = zip(*self.record)
         ts = float(np.median(self.intervals))
         driven = (self.command_times(), [amps for _, amps in self.commands])
-        sensor = tuning.noise_sigma(y)  # the whole record: a few %, where 48 samples give 10
+        # the noise again, on the quiet parts (no relay bends) and only across samples in a
+        # row (a missed one makes a bend of the slope): a few %, where 48 samples give 10
+        quiet_parts = (slice(0, len(noise_samples)), slice(quiet, None))
+        sensor = tuning.noise_sigma(*(run for part in quiet_parts
+                                      for run in _unbroken(t[part], y[part], ts)))
         model = await asyncio.get_running_loop().run_in_executor(
             None, fit_model, t, y, driven, first.bias, ultimate.pu)
         self.progress(state="designing")
@@ -359,6 +364,12 @@ class _Run:
             "duration_s": self.elapsed,
             "data": {"time": list(t), "temperature": list(y), "current": list(u)},
         }
+
+
+def _unbroken(t, y, ts: float) -> list:
+    """``y`` cut where a sample is missing from ``t`` (sample period ``ts``)."""
+    cuts = [i + 1 for i, dt in enumerate(np.diff(t)) if dt > 1.5 * ts]
+    return [y[a:b] for a, b in zip([0] + cuts, cuts + [len(y)]) if b - a >= 3]
 
 
 def _slowed(times: list, sums: list, start: float, noise: float) -> bool:

@@ -127,7 +127,8 @@ def simc_pid(model: Model, tc: float, ti_factor: float = 4.0) -> dict:
 def design(model: Model, ts: float, low: float, high: float, noise: float,
            ti_factor: float = TI_FACTOR) -> dict:
     """Per-second gains of SIMC's PID family (module docstring) with the
-    smallest ``tc`` whose simulated step settles without overshoot.
+    smallest ``tc`` whose simulated step settles, without overshoot on the
+    model and the perturbed models, within the output-noise budget.
 
     ``ts`` is the sample period (s), ``low``..``high`` the output range (A),
     ``noise`` the sensor noise (K, σ).  The returned dict also has ``tc``,
@@ -164,23 +165,20 @@ def design(model: Model, ts: float, low: float, high: float, noise: float,
 
     dead = max(model.dead_time, ts)
     candidates = np.geomspace(0.25 * dead, max(64 * dead, model.t1), 30)
-    fine = [tc for tc in candidates if good(tc)]
-    if not fine:
+    # the smallest good tc (the fastest loop that passes): on the grid, then between it
+    # and the grid point below it; a boundary, so it moves smoothly with the model
+    i = next((i for i, tc in enumerate(candidates) if good(tc)), None)
+    if i is None:
         raise ValueError("no closed-loop time constant up to {:.3g} s settles the model's step"
                          " without overshoot".format(candidates[-1]))
-    # the fastest of the good ones, refined between it and the next faster
-    settle = {tc: judged(tc)[0] for tc in fine}
-    best = min(settle, key=settle.get)
-    i = int(np.searchsorted(candidates, best))
-    lo = candidates[i - 1] if i > 0 else best / 2
-    hi = best
-    for _ in range(12):  # the smallest good tc near the best
+    lo, hi = (candidates[i - 1] if i > 0 else candidates[0] / 2), candidates[i]
+    for _ in range(12):
         mid = math.sqrt(lo * hi)
         if good(mid):
             hi = mid
         else:
             lo = mid
-    tc = hi if judged(hi)[0] <= settle[best] else best
+    tc = hi
     g = gains(tc)
     settle_s, over, _ = judged(tc)
     return {**g, "tc": float(tc), "settling_s": float(settle_s), "overshoot_k": float(over),

@@ -48,16 +48,16 @@ class TuningError(RuntimeError):
     """The relay experiment cannot give a model (amplitude, limits, noise)."""
 
 
-def noise_sigma(values) -> float:
-    """Sample noise (standard deviation) of a slowly drifting signal, from its
-    second differences, which a linear or slowly curving drift does not
-    affect; their median absolute deviation, so that the few sharp bends (a
-    relay switching) do not count."""
-    x = np.asarray(values, dtype=float)
-    if x.size < 8:
-        raise ValueError("need at least 8 samples to measure the noise, got {}".format(x.size))
-    d2 = np.diff(x, 2)
-    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6.0))
+def noise_sigma(*segments) -> float:
+    """Sample noise (standard deviation) of slowly drifting signals, from
+    their second differences (pooled over the ``segments``, sequences of
+    samples), which a linear or slowly curving drift does not affect."""
+    d2 = [np.diff(np.asarray(x, dtype=float), 2) for x in segments]
+    n = sum(d.size for d in d2)
+    if n < 6:
+        raise ValueError("need at least 8 samples to measure the noise, got {}".format(
+            n + 2 * len(d2)))
+    return float(np.sqrt(sum(float(d @ d) for d in d2) / n / 6.0))
 
 
 @dataclass
