@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from .. import config as bridge_config
 from ..config import BridgeConfig
 from ..runtime import Bridge, tune_process
-from . import metrics, render, routes_data, routes_live, routes_ops, stream
+from . import metrics, render, routes_alarms, routes_data, routes_live, routes_ops, stream
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
 from .security import Guard
@@ -82,6 +82,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.include_router(routes_live.router)
     app.include_router(routes_data.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_alarms.router)
     app.include_router(stream.router)
     app.mount(routes_live.STATIC_PATH, routes_live.static_files(), name="static")
     return app
