@@ -9,8 +9,9 @@ evaluated once per sample of period ``Ts`` uses ``kp``, ``ki·Ts`` and
 :class:`Relay` is the state machine of an asymmetric relay with hysteresis
 around a bias current that it moves to the operating point (the time-average
 current of each cycle); it tells when a half-cycle has stalled short of its
-switch.  :func:`analyse` turns its record into the ultimate gain and period
-and a first-order-plus-dead-time (FOPDT) model; :func:`tune` applies a rule.
+switch.  :func:`analyse` turns its record into the ultimate gain and period;
+:func:`tune` applies a rule on them or on the identified model
+(:mod:`.model`; the default rule is designed in :mod:`.design`).
 """
 
 import bisect
