@@ -30,6 +30,7 @@
         deps = ps: [
           ps.numpy
           ps.scipy
+          ps.allantools
           ps.fastapi
           ps.uvicorn
           ps.httptools
