@@ -43,6 +43,12 @@ OUTPUT_LIMITS = ("max_i_pos", "max_i_neg", "max_v")
 PID_PARAMS = ("target", "kp", "ki", "kd", "output_min", "output_max")
 B_PARAMS = ("t0", "r0", "b")
 POLARITIES = ("normal", "reversed")
+#: Keys of each channel's object of a ``report``, in order (both firmwares).
+REPORT_KEYS = ("channel", "time", "interval", "adc", "sens", "temperature", "pid_engaged",
+               "i_set", "dac_value", "dac_feedback", "i_tec", "tec_i", "tec_u_meas",
+               "pid_output")
+#: Report keys of older firmware only (``vref`` until August 2023).
+HISTORIC_REPORT_KEYS = ("vref",)
 
 # Largest magnitudes each firmware accepts without clamping them silently.
 CURRENT_MAX = {"2023": 3.0, "2025": 2.0}

@@ -115,7 +115,7 @@ class Bridge:
         except BaseException:
             self._lock.release()
             raise
-        self._acquisition = AcquisitionThread(on_fatal=self._on_fatal)
+        self._acquisition = AcquisitionThread(on_ended=self._on_ended)
         self._consumers: list[ConsumerThread] = []
         self.consume("store", self._store_batch, lossless=True)
         for sink in self.sinks:
@@ -179,9 +179,10 @@ class Bridge:
         # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
         threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
 
-    def _on_fatal(self, poller: Poller) -> None:
-        if poller.fatal is not None and self.fatal is None:
-            self.fatal = poller.fatal
+    def _on_ended(self, poller: Poller) -> None:
+        # Only a bug ends a poll loop (a faulty device is polled on): stop serving.
+        if self.fatal is None:
+            self.fatal = "{}: its poll loop ended".format(poller.name)
         if self.failed is not None:
             self.failed.set()
 

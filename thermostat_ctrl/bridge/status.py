@@ -173,7 +173,8 @@ class DeviceStatus(BaseModel):
                                         examples=[["temperature", "tec_i"]])
     last_error: Optional[str] = Field(
         description="Why the latest poll failed; null after a success")
-    error: Optional[str] = Field(description="Why polling stopped (e.g. unknown fields)")
+    error: Optional[str] = Field(description="Why the device's reports are not recorded (a"
+                                             " configured field missing); null while they are")
     channels: list[ChannelStatus] = Field(description="Each channel's state")
     alarms: int = Field(description="Active alarms of the device and its channels")
 
@@ -223,7 +224,7 @@ def device_status(bridge: "Bridge", device: "Device") -> DeviceStatus:
     latest = poller.latest
     age = poller.sample_age()
     connection = _connection(age, poller.period)
-    if poller.fatal is not None:
+    if poller.fault is not None:
         status = "failed"
     elif latest is None:
         status = "no data"
@@ -242,5 +243,5 @@ def device_status(bridge: "Bridge", device: "Device") -> DeviceStatus:
         poll_errors=dict(poller.failures), polls_skipped=poller.skipped,
         csv_rows_written=store.rows_written, csv_write_errors=store.write_errors,
         rows_refused=store.out_of_order, fields=poller.fields, last_error=poller.last_error,
-        error=poller.fatal, channels=_channels(bridge, device, latest),
+        error=poller.fault, channels=_channels(bridge, device, latest),
         alarms=len(bridge.alarms.active(device=device.name)))
