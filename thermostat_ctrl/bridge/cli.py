@@ -22,6 +22,7 @@ import uvicorn
 
 from . import config as bridge_config
 from .config import ENV_PREFIX, BridgeConfig, parse_fields
+from .import_cli import main as import_main
 from .runtime import Bridge, tune_process
 from .web.app import create_app
 
@@ -182,7 +183,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``thermostat_bridge`` (and of ``thermostat_bridge import``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["import"]:
-        from .import_cli import main as import_main
         return import_main(argv[1:])
     parser = get_argparser()
     args = parser.parse_args(argv)

@@ -98,6 +98,8 @@ DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEFAULT_NAME = "thermostat{}"
 #: Most simulated devices one bridge runs.
 MAX_SIMULATED = 32
+#: The data directory unless one is given.
+DATA_DIR = "./thermostat-data"
 
 _TOKEN = re.compile(r"^[!-~]+$")
 _TRUE = ("1", "true", "yes", "on")
@@ -206,7 +208,7 @@ class BridgeConfig:
 
     devices: tuple
     speed: float = 1.0
-    data_dir: str = "./thermostat-data"
+    data_dir: str = DATA_DIR
     memory_s: float = 600.0
     bind: str = "127.0.0.1"
     token: Optional[str] = None
