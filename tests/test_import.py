@@ -151,7 +151,7 @@ async def test_import_once_merge_and_serve(tmp_path):
     assert "86400000 ms away from ts" in reasons[4]
     assert "and {} more refused line(s)".format(len(bad) - 5) in r.stdout
     # New day files are readable as the bridge's own are (not 0600).
-    bridge_mode = (device_dir / file_name(second_day * DAY_MS)).stat().st_mode & 0o777
+    bridge_mode = (device_dir / file_name(second_day)).stat().st_mode & 0o777
     modes = {(device_dir / n).stat().st_mode & 0o777 for n in os.listdir(device_dir)
              if n.endswith(".csv")}
     assert modes == {bridge_mode} and bridge_mode & 0o044, (oct(bridge_mode), modes)
@@ -208,9 +208,10 @@ async def test_import_once_merge_and_serve(tmp_path):
         assert served[ts]["target_ch0"] == "25"
 
 
-def peak_mb(argv) -> float:
+def peak_mb(argv, status: int) -> float:
     """Peak resident memory (VmHWM) of a process running ``argv`` (watched
-    while it runs: a child's rusage would count the forking parent's)."""
+    while it runs: a child's rusage would count the forking parent's), which
+    must exit with ``status``."""
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
@@ -222,7 +223,7 @@ def peak_mb(argv) -> float:
         if match:
             peak = max(peak, int(match[1]))
         time.sleep(0.01)
-    assert process.wait() == 0
+    assert process.wait() == status
     return peak / 1024
 
 
@@ -234,7 +235,8 @@ def test_import_memory_stays_flat(tmp_path):
         source = tmp_path / "old-{}.csv".format(n)
         old_server_csv(source, n=n, step=timedelta(seconds=10))
         peaks.append(peak_mb(BRIDGE + ["import", str(source), "--device", FIRST,
-                                       "--data-dir", str(tmp_path / str(n))]))
+                                       "--data-dir", str(tmp_path / str(n))],
+                             status=1))  # its malformed lines are refused
     print("import peak memory: {:.0f} MB for 3 days, {:.0f} MB for 30 days".format(*peaks))
     assert peaks[1] < peaks[0] + 10, peaks
 

@@ -63,6 +63,10 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir",
                         help="directory of the CSV files, one folder per device"
                              " (default ./thermostat-data)")
+    parser.add_argument("--adopt", action="store_true", default=None,
+                        help="append to device folders whose device.json records another"
+                             " device (a simulation, another address); without it the"
+                             " bridge refuses to start")
     parser.add_argument("--poll-period", type=float, metavar="S",
                         help="seconds between polls of each device (default 1.0)")
     parser.add_argument("--memory-s", type=float, metavar="S",
@@ -117,7 +121,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     return {
         "config": args.config, "devices": args.device, "simulation": args.simulation,
         "speed": args.speed, "bind": args.bind, "token": args.token,
-        "protect_reads": args.protect_reads, "port": args.port, "data_dir": args.data_dir,
+        "protect_reads": args.protect_reads, "adopt": args.adopt, "port": args.port,
+        "data_dir": args.data_dir,
         "poll_period": args.poll_period, "memory_s": args.memory_s, "fields": fields,
         "firmware": args.firmware, "influx": args.influx,
         "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,

@@ -59,6 +59,8 @@ Environment variables (the only source of the ASGI factory
                                 set it to uvicorn's ``--host`` so that a
                                 non-loopback bind without a token is refused
 ``THERMOSTAT_PROTECT_READS``    ``1``: GET endpoints need the token too
+``THERMOSTAT_ADOPT``            ``1``: append to device folders that record
+                                another device's rows (``--adopt``)
 ``THERMOSTAT_INFLUX``           InfluxDB / VictoriaMetrics write URLs,
                                 comma-separated; their credentials:
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
@@ -213,6 +215,9 @@ class BridgeConfig:
     bind: str = "127.0.0.1"
     token: Optional[str] = None
     protect_reads: bool = False
+    #: Append to device folders that record another device's rows (see
+    #: :mod:`.storage.identity`); from the command line or the environment only.
+    adopt: bool = False
     port: int = 8000  #: HTTP port of the ``thermostat_bridge`` command (0: a free one)
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
     notify: tuple = ()  #: Apprise URLs receiving the alarms
@@ -458,7 +463,7 @@ def env_settings(environ: Mapping[str, str]) -> dict:
         "poll_period": number("POLL_PERIOD"), "memory_s": number("MEMORY_S"),
         "fields": fields, "firmware": get("FIRMWARE"),
         "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
-        "protect_reads": flag("PROTECT_READS"),
+        "protect_reads": flag("PROTECT_READS"), "adopt": flag("ADOPT"),
         "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),

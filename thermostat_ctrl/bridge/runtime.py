@@ -32,6 +32,7 @@ from .acquisition.thread import AcquisitionThread
 from .config import BridgeConfig, DeviceConfig
 from .sinks.influx import InfluxSink
 from .sinks.settings import spool_dir
+from .storage.identity import Identity, claim, update
 from .storage.datadir import DataDirLock, adopt_legacy, device_dir
 from .storage.store import Store
 
@@ -67,6 +68,8 @@ class Device:
     memory_s: float  #: seconds of samples kept in memory
     simulation: Optional[Simulation] = None
     address: Optional[tuple] = None  #: (host, port) once started
+    #: What its folder records as the source of its rows (see :mod:`.storage.identity`).
+    identity: Optional[Identity] = None
 
     @property
     def name(self) -> str:
@@ -78,9 +81,11 @@ class Bridge:
     """Everything one bridge runs.
 
     Construction locks the data directory, moves the files of a
-    single-device layout into the first device's folder and opens every
-    device's store (:class:`~.storage.datadir.DataDirError`, an OSError with
-    a one-line message, when the directory is in use or not writable);
+    single-device layout into the first device's folder, claims every
+    device's folder (:func:`~.storage.identity.claim`) and opens its store
+    (:class:`~.storage.datadir.DataDirError`, an OSError with a one-line
+    message, when the directory is in use or not writable, or a folder holds
+    another device's rows);
     :meth:`start` connects and starts polling.
     """
 
@@ -93,6 +98,9 @@ class Bridge:
         try:
             adopt_legacy(config.data_dir, config.devices[0].name)
             self.devices: dict[str, Device] = {}
+            claimed = {device.name: claim(
+                device_dir(config.data_dir, device.name), _identity_of(device), config.adopt)
+                for device in config.devices}
             for index, device in enumerate(config.devices):
                 columns = schema.columns_for(device.fields) if device.fields else []
                 store = Store(device_dir(config.data_dir, device.name), columns,
@@ -103,7 +111,7 @@ class Bridge:
                     firmware = "2025" if device.firmware == "auto" else device.firmware
                     simulation = Simulation(config.speed, firmware, index)
                 self.devices[device.name] = Device(device, poller, store, config.memory_s,
-                                                   simulation)
+                                                   simulation, identity=claimed[device.name])
             self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s)) for s in config.influx]
             # An alarm clears once its condition has been gone for three poll periods.
             self.alarms = AlarmBook(self._lock.data_dir, clear_s=3 * max(
@@ -138,14 +146,23 @@ class Bridge:
     def _store_batch(self, batch: list) -> None:
         for sample in batch:
             stored = False
+            device = self.devices[sample.device]
             try:
-                stored = self.devices[sample.device].store.append(
+                stored = device.store.append(
                     sample.ts, sample.columns, sample.values, durable=sample.ack is not None)
+                self._record_identity(device)
             except Exception:  # a bug must not stop the log of every device
                 logger.exception("%s: could not store the row at ts %d", sample.device,
                                  sample.ts)
             if sample.ack is not None:
                 sample.ack.set_result(stored)
+
+    def _record_identity(self, device: Device) -> None:
+        poller, recorded = device.poller, device.identity
+        if (poller.firmware or recorded.firmware) != recorded.firmware or \
+                (poller.hwrev or recorded.hwrev) != recorded.hwrev:
+            device.identity = update(device_dir(self.config.data_dir, device.name), recorded,
+                                     poller.firmware, poller.hwrev)
 
     @property
     def simulation(self) -> bool:
@@ -210,3 +227,11 @@ class Bridge:
             if device.simulation is not None:
                 await device.simulation.stop()
         self._lock.release()
+
+
+def _identity_of(device: DeviceConfig) -> Identity:
+    """The identity a device's folder records, as far as the configuration knows it."""
+    address = None if device.simulated else "{}:{}".format(
+        *protocol.parse_address(device.address))
+    return Identity(simulated=device.simulated, address=address,
+                             firmware=None if device.firmware == "auto" else device.firmware)
