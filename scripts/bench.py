@@ -73,7 +73,7 @@ from thermostat_ctrl.bridge.web import render  # noqa: E402
 
 HOUR_MS = 3_600_000
 #: The name of the bridge's one device, and its folder in the data directory.
-DEVICE = "thermostat0"
+DEVICE = "sim0"
 PERIOD_S = 1.0
 CLIENTS = 50
 #: (name, span ms, max_points or None for raw rows, p50 target ms)
@@ -259,7 +259,7 @@ def start_simulator(children: list) -> int:
 def start_bridge(children: list, data_dir: str, sim_port: Optional[int]) -> tuple[Child, str]:
     """Start the bridge CLI on ``data_dir``; return it and its base URL once
     it logs that it is serving."""
-    device = ["--simulation"] if sim_port is None else ["-d", f"127.0.0.1:{sim_port}"]
+    device = ["--simulation"] if sim_port is None else ["-d", f"{DEVICE}=127.0.0.1:{sim_port}"]
     bridge = Child("thermostat_bridge", [
         sys.executable, "-m", "thermostat_ctrl.bridge.cli", *device, "--bind", "127.0.0.1",
         "--port", "0", "--data-dir", data_dir, "--poll-period", str(PERIOD_S)])

@@ -35,11 +35,11 @@ async def test_report_and_health(bridge_client):
     r = await client.get("/health")
     assert r.status_code == 200
     whole = r.json()
-    assert whole["status"] == "ok" and [d["name"] for d in whole["devices"]] == ["thermostat0"]
+    assert whole["status"] == "ok" and [d["name"] for d in whole["devices"]] == ["sim0"]
     assert whole["consumers"]["store"]["dropped"] == 0
     health = whole["devices"][0]
-    assert (await client.get("/health", params={"device": "thermostat0"})).json()["name"] \
-        == "thermostat0"
+    assert (await client.get("/health", params={"device": "sim0"})).json()["name"] \
+        == "sim0"
     assert health["status"] == "ok" and health["connected"] and health["simulation"]
     assert health["firmware"] == "2025"
     assert health["polls_ok"] >= 5 and health["csv_write_errors"] == 0

@@ -53,9 +53,9 @@ def test_a_file_error_names_the_file_the_device_and_the_key(tmp_path, text, word
 
 
 def test_an_error_names_the_variable_or_the_option():
-    with pytest.raises(ValueError, match="^THERMOSTAT_POLL_PERIOD: device thermostat0: poll"):
+    with pytest.raises(ValueError, match="^THERMOSTAT_POLL_PERIOD: device sim0: poll"):
         config.load({}, {"THERMOSTAT_SIMULATION": "1", "THERMOSTAT_POLL_PERIOD": "0"})
-    with pytest.raises(ValueError, match="^--fields: device thermostat0: fields: unknown"
+    with pytest.raises(ValueError, match="^--fields: device sim0: fields: unknown"
                                          " field.*nosuch"):
         config.load({"simulation": 2, "fields": ("temperature", "nosuch")}, {})
     with pytest.raises(ValueError, match="^THERMOSTAT_FIELDS: empty name"):
@@ -83,7 +83,7 @@ async def test_a_device_lacking_a_field_is_faulty_and_the_others_go_on(tmp_path)
     async with running_bridge(tmp_path, simulation=2, fields=("temperature", "tec_i")) as (
             bridge, client):
         await polled(bridge, 2)
-        bad, good = bridge.devices["thermostat1"], bridge.devices[FIRST]
+        bad, good = bridge.devices["sim1"], bridge.devices[FIRST]
         report = bad.simulation.sim.device._report
         # As a firmware whose report has no tec_i would answer.
         bad.simulation.sim.device._report = lambda ch: {
@@ -95,14 +95,14 @@ async def test_a_device_lacking_a_field_is_faulty_and_the_others_go_on(tmp_path)
         assert r.status_code == 503
         states = {d["name"]: d for d in r.json()["devices"]}
         assert states[FIRST]["status"] == "ok"
-        assert states["thermostat1"]["status"] == "failed"
-        assert "tec_i" in states["thermostat1"]["error"]
+        assert states["sim1"]["status"] == "failed"
+        assert "tec_i" in states["sim1"]["error"]
         assert bad.store.rows_written == written  # nothing recorded meanwhile
         assert not bridge.failed.is_set()
-        r = await client.post("/save_once", params={"device": "thermostat1"})
+        r = await client.post("/save_once", params={"device": "sim1"})
         assert r.status_code == 503 and "tec_i" in r.json()["detail"]
 
         bad.simulation.sim.device._report = report  # the report has the field again
         await wait_for(lambda: bad.store.rows_written >= written + 3, what="rows again")
-        assert (await client.get("/health", params={"device": "thermostat1"})).json()[
+        assert (await client.get("/health", params={"device": "sim1"})).json()[
             "error"] is None

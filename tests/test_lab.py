@@ -20,7 +20,7 @@ from thermostat_ctrl.bridge.storage.datadir import DataDirError, DataDirLock
 from thermostat_ctrl.bridge.web.app import create_app
 from thermostat_ctrl.simulator import Simulator
 
-NAMES = ["thermostat0", "thermostat1", "thermostat2"]
+NAMES = ["sim0", "sim1", "sim2"]
 
 
 # ------------------------------------------------------------- one API
@@ -77,24 +77,24 @@ async def test_devices_and_health(lab_client):
     r = await wait_for(lambda: _status(client.get("/health"), 200), what="200 /health")
     assert [d["name"] for d in r.json()["devices"]] == NAMES
     assert all(d["connected"] and not d["stale"] for d in r.json()["devices"])
-    r = await wait_for(lambda: _status(client.get("/health", params={"device": "thermostat1"}),
-                                       200), what="200 /health of thermostat1")
-    assert r.json()["name"] == "thermostat1"
+    r = await wait_for(lambda: _status(client.get("/health", params={"device": "sim1"}),
+                                       200), what="200 /health of sim1")
+    assert r.json()["name"] == "sim1"
     assert (await client.get("/health", params={"device": "zz"})).status_code == 404
 
     # One device goes stale: the bridge's health is 503 while the others are ok.
-    bridge.devices["thermostat1"].simulation.sim.faults.hang = True
+    bridge.devices["sim1"].simulation.sim.faults.hang = True
     try:
-        r = await wait_for(lambda: _states(client, {"thermostat0": "ok", "thermostat1": "stale",
-                                                    "thermostat2": "ok"}),
-                           what="thermostat1 stale, the others ok")
+        r = await wait_for(lambda: _states(client, {"sim0": "ok", "sim1": "stale",
+                                                    "sim2": "ok"}),
+                           what="sim1 stale, the others ok")
         assert r.status_code == 503
-        await wait_for(lambda: _status(client.get("/health", params={"device": "thermostat0"}),
-                                       200), what="200 /health of thermostat0")
-        r = await client.get("/health", params={"device": "thermostat1"})
+        await wait_for(lambda: _status(client.get("/health", params={"device": "sim0"}),
+                                       200), what="200 /health of sim0")
+        r = await client.get("/health", params={"device": "sim1"})
         assert r.status_code == 503 and r.json()["poll_errors"].get("timeout", 0) >= 1
     finally:
-        bridge.devices["thermostat1"].simulation.sim.faults.hang = False
+        bridge.devices["sim1"].simulation.sim.faults.hang = False
 
 
 async def _states(client, states: dict):

@@ -3,7 +3,8 @@ command line, a TOML file or the environment.
 
 A device is given as ``[NAME=]HOST[:PORT]``.  NAME matches
 :data:`DEVICE_NAME` and is unique; a device without a name is
-``thermostat0``, ``thermostat1``, ... by position.
+``thermostat0``, ``thermostat1``, ... by position; simulated devices are
+``sim0``, ``sim1``, ...
 
 TOML file (``--config bridge.toml``; keys as the long options)::
 
@@ -98,6 +99,9 @@ TOKEN_MIN = 16
 DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: The name of the ``i``-th device given without one.
 DEFAULT_NAME = "thermostat{}"
+#: The name of the ``i``-th simulated device: never a real device's default, so
+#: by default a simulation's rows go to folders of their own.
+SIMULATED_NAME = "sim{}"
 #: Most simulated devices one bridge runs.
 MAX_SIMULATED = 32
 #: The data directory unless one is given.
@@ -329,7 +333,7 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
         if not isinstance(simulation, int) or not 1 <= simulation <= MAX_SIMULATED:
             raise ValueError("simulation needs 1 to {} devices, not {}".format(
                 MAX_SIMULATED, simulation))
-        entries = [DeviceConfig(DEFAULT_NAME.format(i), None, **defaults)
+        entries = [DeviceConfig(SIMULATED_NAME.format(i), None, **defaults)
                    for i in range(simulation)]
     elif devices:
         entries = [DeviceConfig(*parse_device(spec, i), **defaults)
