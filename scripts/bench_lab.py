@@ -347,7 +347,9 @@ def memory(args: argparse.Namespace) -> dict:
     sims = Simulators(args.devices)
     bridge = None
     try:
-        bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data])
+        # --adopt: the simulators of a rerun listen on other ports than the last run's.
+        bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data,
+                         "--adopt"])
         if args.cold:
             return _cold_queries(bridge, names, args)
         began = time.monotonic()

@@ -12,6 +12,8 @@ the notifier.
 """
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import sys
@@ -53,9 +55,29 @@ def tune_process() -> None:
     * Everything allocated at start-up lives as long as the process: keeping
       it out of the cyclic collector's full passes keeps those passes, which
       hold the GIL, short enough not to delay the poll thread.
+    * malloc's mmap threshold stays fixed (see :func:`_fix_mmap_threshold`).
     """
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     gc.freeze()
+    _fix_mmap_threshold()
+
+
+#: ``mallopt`` parameter of glibc: blocks this large or larger are mapped on their own.
+_M_MMAP_THRESHOLD = -3
+#: Its value: glibc's initial one, kept (glibc raises it after each large free,
+#: up to 32 MiB, which leaves the freed arrays of every cache build resident).
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep large blocks (parsed files, query answers) mapped on their own, so
+    that freeing one returns it to the system: the resident memory after a
+    burst of cache builds falls back instead of staying at its peak."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        logger.debug("malloc's mmap threshold left as it is (no glibc mallopt)")
 
 
 @dataclass
