@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark of the HTTP bridge on a year of history (issue 5; not
+"""End-to-end benchmark of the HTTP bridge on a year of history (not
 part of the tests).
 
     python scripts/bench.py --days 365 --json /tmp/bench.json [--data-dir DIR]
@@ -35,7 +35,7 @@ part of the tests).
    after the caches are built, after the queries (the last one a parameterless
    ``/data.csv``: every row of the last 24 hours) and after the load.
 
-Prints a table, PASS/MISS per target of issue 5, and writes ``--json``.
+Prints a table, PASS/MISS per target, and writes ``--json``.
 The subprocesses started here are stopped on exit, whatever happens.
 """
 
@@ -509,7 +509,7 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
 # ---------------------------------------------------------------- results
 
 def verdicts(results: dict) -> list[tuple[str, str, str, bool]]:
-    """``(target, limit, measured, passed)`` for every target of issue 5."""
+    """``(target, limit, measured, passed)`` for every target."""
     out = []
     for q in results["queries"]:
         out.append((f"{q['endpoint']} {q['range']} p50", f"< {q['target_p50_ms']:g} ms",

@@ -1,6 +1,6 @@
-"""Benchmark of the autotune (issue 12): per plant, the 2 K step figures of
+"""Benchmark of the autotune: per plant, the 2 K step figures of
 the autotuned gains, of the example gains (kp 0.45, ki 0.012, kd 4.3) and of
-the anchor's Ziegler-Nichols gains taken as printed (per second, which the
+the classic Ziegler-Nichols gains taken as printed (per second, which the
 firmware reads as per sample), on the simulator with limits 1 A / 1 A / 4 V.
 
     python scripts/bench_autotune.py [--speed 100] [--seed 1]
@@ -34,7 +34,7 @@ async def bench(name: str, plant: PlantParams, speed: float, seed: int) -> list:
             Thermostat("127.0.0.1", sim.port, timeout=2.0) as driver:
         await driver.set_output_limits(0, **LIMITS)
         tuned = await procedures.autotune(driver, 0, 25.0)
-        zn = tuned["rules"]["ziegler-nichols"]["per_second"]  # the anchor prints these
+        zn = tuned["rules"]["ziegler-nichols"]["per_second"]  # as the classic rules print them
         rows = []
         for label, gains, output in (
                 ("autotune (simc)", tuned["gains"], (tuned["output_min"], tuned["output_max"])),

@@ -1,4 +1,4 @@
-"""Autotune on the simulator at high --speed: the proof of issue 12 point 7
+"""Autotune on the simulator at high --speed: the tuning goal
 (three plants, 2 K step), every abort restoring the channel, the per-sample
 conversion against the simulator's firmware PID."""
 

@@ -4,7 +4,7 @@ Builds validated command lines for both firmware dialects and parses reply
 lines.  A :class:`Command` carries its wire bytes and how many reply lines the
 device sends for it, so a transport never has to know the grammar.
 
-Dialects (see ``thermostat-protocol.md``):
+Dialects:
 
 * ``"2023"``: ``pwm`` and ``s-h``; output limits shown as ``{"value", "max"}``
   objects; ``report mode`` exists.

@@ -6,7 +6,8 @@ in :class:`PublicMethods` so that only its public methods are reachable:
 nothing reachable over RPC can send raw text to the device or alter the
 controller.
 
-Rules kept here because of sipyco (see ``artiq-sipyco.md`` §2, §4):
+Rules kept here because of sipyco (its RPC carries JSON only, and only
+public methods of the target):
 
 * return values are plain JSON types (dict, list, str, float, int, bool,
   None);
