@@ -75,11 +75,13 @@ def _dashboard_queries():
 
 
 def _live_page_queries():
-    script = (ROOT / "thermostat_ctrl/bridge/web/static/live.js").read_text()
-    # Each query URL is one expression: "path?a=" + ... + "&b=" + ...;
-    for match in re.finditer(r'"([a-z_.]+)\?', script):
-        expression = script[match.start():script.index(";", match.start())]
-        yield "live.js", "/" + match.group(1), set(re.findall(r"[?&]([a-z_]+)=", expression))
+    for path in sorted((ROOT / "thermostat_ctrl/bridge/web/static").glob("*.js")):
+        script = path.read_text()
+        # Each query URL is one expression: "path?a=" + ... + "&b=" + ...;
+        for match in re.finditer(r'"([a-z_./]+)\?', script):
+            expression = script[match.start():script.index(";", match.start())]
+            yield path.name, "/" + match.group(1).lstrip("/"), set(
+                re.findall(r"[?&]([a-z_]+)=", expression))
 
 
 def test_the_dashboards_and_the_live_page_send_only_known_parameters(tmp_path):
