@@ -436,5 +436,6 @@ def healthy(url: str, query: str = ""):
 
 
 def only(bridge):
-    """The first (in single-device tests, the only) device of a bridge."""
-    return bridge.devices[FIRST]
+    """The first (in single-device tests, the only) device of a bridge,
+    simulated or real."""
+    return next(iter(bridge.devices.values()))
