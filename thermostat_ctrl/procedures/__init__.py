@@ -2,7 +2,8 @@
 
 * :func:`power_up`, :func:`wait_settled`, :func:`get_b_parameter` (t0 in °C);
 * :func:`autotune`: relay autotune with the channel restored on every exit;
-* :func:`step_response`: a setpoint step and back, with its figures.
+* :func:`step_response`: a setpoint step and back, with its figures;
+* :class:`~.watch.ChannelWatch`: in band or not, since when, without waiting.
 
 All count time on the device's sample clock.  Targets outside
 :data:`SAFE_WINDOW` (°C) are refused unless the caller widens it.
@@ -10,9 +11,9 @@ All count time on the device's sample clock.  Targets outside
 
 from .autotune import RULE_NAMES, autotune
 from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_target,
-                    get_b_parameter, power_up, samples, wait_settled)
+                    check_window, get_b_parameter, power_up, samples, wait_settled)
 from .step import step_metrics, step_response
 
 __all__ = ["SAFE_WINDOW", "RULE_NAMES", "Aborted", "ChannelState", "ProcedureError",
-           "autotune", "check_target", "get_b_parameter", "power_up", "samples",
+           "autotune", "check_target", "check_window", "get_b_parameter", "power_up", "samples",
            "step_metrics", "step_response", "wait_settled"]
