@@ -62,8 +62,13 @@ def settle(thermostat: Any, ch: int, tolerance: float = 0.01, hold_s: float = 10
     check_number("timeout_s", timeout_s)
     waited = 0.0
     last: Optional[float] = None
+    started = time.monotonic()
     while True:
         state = channel_state(thermostat, ch, tolerance, hold_s, name)
+        if state["age_s"] > time.monotonic() - started:
+            # sampled before this call (and maybe before the caller's power_up)
+            time.sleep(poll_s)
+            continue
         if not state["pid_engaged"]:
             raise RuntimeError("{} channel {}: the PID is not engaged; power_up() first".format(
                 name, ch))
