@@ -67,14 +67,17 @@ def artiq_run(cwd: Path, device_db: Path, experiment: str, *arguments: str,
 
 
 class Master:
-    """An ``artiq_master`` on free loopback ports with ``repository`` and the
-    device_db ``device_db``, its log in ``cwd/master.log``."""
+    """An ``artiq_master`` on free loopback ports (or ``ports``: notify,
+    control, logging, broadcast) with ``repository`` and the device_db
+    ``device_db``, its log in ``cwd/master.log``."""
 
-    def __init__(self, cwd: Path, device_db: Path, repository: Path = EXPERIMENTS):
+    def __init__(self, cwd: Path, device_db: Path, repository: Path = EXPERIMENTS,
+                 ports: tuple = None):
         self.cwd = cwd
-        self.notify, self.control, self.logging, self.broadcast = (free_port() for _ in range(4))
+        self.ports = ports or tuple(free_port() for _ in range(4))
+        self.notify, self.control, self.logging, self.broadcast = self.ports
         self.log_path = cwd / "master.log"
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 ["artiq_master", "--no-localhost-bind", "--bind", "127.0.0.1",
                  "--port-notify", str(self.notify), "--port-control", str(self.control),

@@ -26,6 +26,7 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     [alarms.out_of_band]           # rule settings (see alarms.settings), also per
     band_k = 0.02                  # [[device]] ([device.alarms...]) and channel
 
+    artiq_master = "127.0.0.1:3251"  # live datasets for the ARTIQ dashboard
     influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
     influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
                                    # influx_batch_s, influx_token_file, ...
@@ -59,6 +60,8 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
                                 ``..._USER``, ``..._PASSWORD(_FILE)``
 ``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
+``THERMOSTAT_ARTIQ_MASTER``     ``HOST[:PORT]`` of an ``artiq_master`` (port
+                                3251) receiving live datasets
 ``THERMOSTAT_NOTIFY``           Apprise URLs receiving the alarms,
                                 separated by spaces
 ==============================  ==============================================
@@ -74,6 +77,7 @@ from .. import protocol
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
+from .sinks.artiq_master import parse_master
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,6 +102,7 @@ _FALSE = ("", "0", "false", "no", "off")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
+             "artiq_master",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
@@ -179,6 +184,7 @@ class BridgeConfig:
     protect_reads: bool = False
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
     notify: tuple = ()  #: Apprise URLs receiving the alarms
+    artiq_master: Optional[str] = None  #: ``HOST[:PORT]`` of the ARTIQ master sink
     #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
     alarms: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -202,6 +208,11 @@ class BridgeConfig:
         if self.token is not None:
             check_token(self.token)
         object.__setattr__(self, "notify", check_urls(self.notify))
+        if self.artiq_master is not None:
+            if not isinstance(self.artiq_master, str):
+                raise ValueError("artiq_master must be HOST[:PORT], not {!r}".format(
+                    self.artiq_master))
+            parse_master(self.artiq_master)
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -399,6 +410,7 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),
         "notify": get("NOTIFY").split() if get("NOTIFY") else None,
+        "artiq_master": get("ARTIQ_MASTER"),
         **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
