@@ -5,14 +5,15 @@ Every test skips, with the reason, when ARTIQ is not installed.  The
 controllers serve simulators at 20x speed; only loopback ports are used.
 """
 
-import h5py
 import numpy as np
 import pytest
 
-from artiq_kit import (Ctlmgr, Master, artiq_run, controller_command, controller_entry,
-                       require_artiq, write_device_db)
+from artiq_kit import (ARTIQ_MISSING, Ctlmgr, Master, artiq_run, controller_command,
+                       controller_entry, require_artiq, write_device_db)
 from harness import wait_until
 from test_aqctl import Controller
+
+h5py = pytest.importorskip("h5py", reason=ARTIQ_MISSING)  # installed with ARTIQ
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def settle(thermostat: Any, ch: int, tolerance: float = 0.01, hold_s: float = 10
                                          state["target"], tolerance))
         if _yield(scheduler):
             last = None  # the time paused does not count
-            if target is not None and abs(state["target"] - target) > TARGET_EPS:
+            if target is not None:  # the other experiment may have moved it
                 thermostat.set_target(ch, target)
         time.sleep(poll_s)
 
