@@ -15,6 +15,9 @@ from test_aqctl import Controller
 
 h5py = pytest.importorskip("h5py", reason=ARTIQ_MISSING)  # installed with ARTIQ
 
+#: The setpoints of the scan's default arguments.
+SCAN = [25.0, 25.5, 26.0]
+
 
 @pytest.fixture
 def controller(tmp_path):
@@ -23,7 +26,8 @@ def controller(tmp_path):
     ctl = Controller(tmp_path, "--simulation", "--speed", "20")
     from sipyco.pc_rpc import Client
     ctl.connect(Client).close_rpc()
-    yield ctl, write_device_db(tmp_path / "device_db.py", {"thermostat": controller_entry(ctl.port)})
+    yield ctl, write_device_db(tmp_path / "device_db.py",
+                               {"thermostat": controller_entry(ctl.port)})
     ctl.stop()
 
 
@@ -36,7 +40,7 @@ def test_setpoint_scan_records_each_point(controller, tmp_path):
     _, device_db = controller
     found = datasets(artiq_run(tmp_path, device_db, "setpoint_scan.py"))
     setpoints = found["thermostat.scan.setpoint"]
-    assert setpoints == pytest.approx([25.0, 25.5, 26.0])
+    assert setpoints == pytest.approx(SCAN)
     # each point settled within the default tolerance for the hold time
     assert np.abs(found["thermostat.scan.temperature"] - setpoints).max() < 0.1
     assert np.abs(found["thermostat.scan.error"]).max() <= 0.05
@@ -127,7 +131,7 @@ def test_master_monitor_yields_to_a_scan_and_resumes(master):
     wait_until(lambda: run_status(master, monitor) == "paused", 60,
                "the monitor to pause for the scan\n" + master.log())
     wait_until(lambda: run_status(master, scan) is None, 300, "the scan to end\n" + master.log())
-    assert datasets(master.results(scan))["thermostat.scan.setpoint"] == pytest.approx([25.0, 25.5, 26.0])
+    assert datasets(master.results(scan))["thermostat.scan.setpoint"] == pytest.approx(SCAN)
     wait_until(lambda: run_status(master, monitor) == "running", 60,
                "the monitor to resume after the scan\n" + master.log())
     shown = master.shown_datasets("thermostat.thermostat.ch1.window_temperature")
@@ -185,7 +189,7 @@ def test_ctlmgr_runs_one_controller_for_two_devices(tmp_path):
         rid = master.submit("setpoint_scan.py", 'device="cavity"', "hold_s=1.0")
         wait_until(lambda: run_status(master, rid) is None, 300, "the scan on the cavity\n"
                    + master.log())
-        assert datasets(master.results(rid))["thermostat.scan.setpoint"] == pytest.approx([25.0, 25.5, 26.0])
+        assert datasets(master.results(rid))["thermostat.scan.setpoint"] == pytest.approx(SCAN)
         # the manager pings every 2 s: a failed ping would restart the controller
         wait_until(lambda: ctlmgr.log().count("pinging controller laser") >= 3, 60,
                    "three pings\n" + ctlmgr.log())
