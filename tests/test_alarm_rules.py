@@ -19,7 +19,7 @@ RNG = np.random.default_rng(1)
 
 def window(seconds: float, temperature=25.0, target=25.0, engaged=1.0, i_set=0.2, tec_i=None,
            noise=0.002, settled=True, settling_since=None, limits=(1.0, 1.0),
-           settled_since=0.0) -> ChannelWindow:
+           settled_since=-1e9) -> ChannelWindow:
     """``seconds`` of samples every :data:`PERIOD` ending at t = 1000 s; each
     quantity a constant or a function of t."""
     t = np.arange(1000 - seconds, 1000 + 1e-9, PERIOD)

@@ -210,6 +210,26 @@ def test_a_receiver_that_is_down_is_retried_until_it_answers():
         notifier.stop()
 
 
+async def test_a_receiver_that_never_answers_delays_no_poll(tmp_path):
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        hook = "json://127.0.0.1:{}/hook".format(silent.getsockname()[1])
+        async with running_bridge(tmp_path, poll_period=POLL, notify=[hook]) as (bridge, client):
+            device = next(iter(bridge.devices.values()))
+            await wait_for(lambda: device.poller.polls_ok >= 5, what="5 polls")
+            device.simulation.sim.faults.unplugged = {0}
+            await wait_for(lambda: bridge.alarms.active(), what="the alarm")
+            await wait_for(lambda: bridge.notifier.states()[0].pending == 1, what="a message out")
+            polls = device.poller.polls_ok
+            await wait_for(lambda: device.poller.polls_ok >= polls + 30, what="30 more polls")
+            assert device.poller.skipped == 0
+            state = bridge.notifier.states()[0]
+            assert state.sent == 0 and state.pending == 1
+            notifiers = (await client.get("/health")).json()["notifiers"]
+            assert notifiers[0]["pending"] == 1 and "hook" in notifiers[0]["url"]
+
+
 # ---------------------------------------------------------- the command line
 
 def test_a_bad_rule_is_one_line_and_exit_2_before_anything_is_written(tmp_path):
@@ -256,7 +276,7 @@ def test_unplugged_sensor_and_stopped_device_reach_page_api_metrics_webhook_and_
                                    "--notify", hook.url, "--notify", mail.url])
         try:
             url = bridge.wait_for_line(SERVING).group(1)
-            wait_until(lambda: any("sensor_open" in t for t in hook.titles()), timeout=30,
+            wait_until(lambda: any("no temperature" in t for t in hook.titles()), timeout=30,
                        what="the webhook")
             wait_until(lambda: mail.messages, what="the mail")
             assert mail.subjects()[0] == "[CRITICAL] cavity ch1: no temperature reading:" \

@@ -165,11 +165,6 @@ class AlarmMonitor:
         """The band (K) of channel ``ch`` of ``device``."""
         return self._watched[device].bands[ch][0]
 
-    def window(self, device: str, ch: int) -> ChannelWindow:
-        """The recent samples of channel ``ch`` of ``device``."""
-        watched = self._watched[device]
-        return watched.history.window(ch, watched.trackers[ch], watched.device.poller.limits)
-
     # ------------------------------------------------------------- running
 
     def start(self) -> None:
