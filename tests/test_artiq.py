@@ -37,7 +37,7 @@ def datasets(path) -> dict:
 
 
 def test_setpoint_scan_records_each_point(controller, tmp_path):
-    _, device_db = controller
+    ctl, device_db = controller
     found = datasets(artiq_run(tmp_path, device_db, "setpoint_scan.py"))
     setpoints = found["thermostat.scan.setpoint"]
     assert setpoints == pytest.approx(SCAN)
@@ -46,6 +46,18 @@ def test_setpoint_scan_records_each_point(controller, tmp_path):
     assert np.abs(found["thermostat.scan.error"]).max() <= 0.05
     assert (found["thermostat.scan.error_std"] > 0).all()
     assert np.all(np.diff(found["thermostat.scan.time"]) > 0)
+
+    from sipyco.pc_rpc import Client
+    c = ctl.connect(Client)
+    try:
+        # the scan engaged the PID itself, so it stays at the last point...
+        assert c.get_pid()[0]["target"] == pytest.approx(SCAN[-1])
+        c.set_target(0, 27.0)
+        artiq_run(tmp_path, device_db, "setpoint_scan.py", "hold_s=1.0")
+        # ...and puts back a target that was there before it
+        assert c.get_pid()[0]["target"] == pytest.approx(27.0)
+    finally:
+        c.close_rpc()
 
 
 def test_settle_and_step_test(controller, tmp_path):

@@ -27,7 +27,8 @@ class ThermostatSetpointScan(EnvExperiment):
         self.setattr_argument("hold_s", NumberValue(5.0, unit="s", scale=1, min=0))
         self.setattr_argument("timeout_s", NumberValue(600.0, unit="s", scale=1, min=1))
         self.setattr_argument("restore", BooleanValue(True),
-                              tooltip="put the target back where it was after the scan")
+                              tooltip="put the target back where it was after the scan (when"
+                                      " the PID was engaged before it)")
         setattr_power_up(self)
 
     def run(self):
@@ -36,8 +37,9 @@ class ThermostatSetpointScan(EnvExperiment):
         recorder = PointRecorder(self, PREFIX, len(points))
         self.ccb.issue("create_applet", "thermostat scan",
                        "${{artiq_applet}}plot_xy {0}.temperature --x {0}.setpoint".format(PREFIX))
+        # a channel this scan engages has no target worth putting back
+        engaged = power_up_if_off(self, points[0])["engaged"]
         start = answered(thermostat.get_pid(), self.device, "get_pid")[ch]["target"]
-        power_up_if_off(self, points[0])
         try:
             for index, setpoint in enumerate(points):
                 thermostat.set_target(ch, setpoint)
@@ -49,5 +51,5 @@ class ThermostatSetpointScan(EnvExperiment):
                             state["temperature"], state["error_mean"], state["error_std"],
                             state["waited_s"])
         finally:
-            if self.restore:
+            if self.restore and not engaged:
                 thermostat.set_target(ch, start)
