@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from artiq_kit import Master, require_artiq, write_device_db
-from harness import bridge_process, wait_until
+from harness import bridge_process, free_port, running_bridge, wait_for, wait_until
 from thermostat_ctrl.bridge import config as bridge_config
 
 KEY = "thermostat.thermostat0.ch0."
@@ -106,3 +106,34 @@ def test_the_master_address_from_toml_and_environment(tmp_path):
     config = bridge_config.from_env({"THERMOSTAT_CONFIG": str(toml),
                                      "THERMOSTAT_ARTIQ_MASTER": "[::1]:4000"})
     assert config.artiq_master == "[::1]:4000"
+
+
+class OldDatasetDB:
+    """The dataset database of a master from before 2024: another target
+    name, and ``set`` without metadata."""
+
+    def __init__(self):
+        self.data = {}
+
+    def set(self, key, value, persist=None):
+        self.data[key] = (persist, value)
+
+
+async def test_an_older_master_gets_the_same_datasets(tmp_path):
+    pc_rpc = pytest.importorskip("sipyco.pc_rpc", reason="sipyco is not installed")
+    db = OldDatasetDB()
+    server = pc_rpc.Server({"master_dataset_db": db})
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    try:
+        async with running_bridge(tmp_path, artiq_master="127.0.0.1:{}".format(port)) as (
+                bridge, _):
+            await wait_for(lambda: len(db.data.get(KEY + "window_time", (None, []))[1]) > 1,
+                           30, "the window in the old master")
+            sink = next(s for s in bridge.sinks if s.name == "artiq://127.0.0.1:{}".format(port))
+            assert sink.target == "master_dataset_db"
+            persist, temperature = db.data[KEY + "temperature"]
+            assert persist is False and 10 < temperature < 40
+            assert sink.state().status == "ok" and sink.state().points_sent >= 12
+    finally:
+        await server.stop()

@@ -50,6 +50,14 @@ METADATA = {"temperature": {"unit": "degC", "precision": 4},
             "error": {"unit": "K", "precision": 5}}
 
 
+async def _close(client) -> None:
+    """Close a sipyco AsyncioClient, whatever state its connection is in."""
+    try:
+        await client.close_rpc()
+    except Exception:  # a half-open or never-opened connection: nothing to close
+        pass
+
+
 def parse_master(address: str) -> tuple:
     """``HOST[:PORT]`` of a master as (host, port), port 3251 by default;
     ValueError naming the option, also when sipyco is not installed."""
@@ -122,7 +130,7 @@ class ArtiqMasterSink:
                     await self._publish(client)
                 except Exception as e:  # down, restarting, or refusing: retried
                     if client is not None:
-                        client.close_rpc()
+                        await _close(client)
                         client = None
                     self._failed(e, backoff)
                     await asyncio.sleep(backoff)
@@ -132,7 +140,7 @@ class ArtiqMasterSink:
                 await asyncio.sleep(max(0.0, PERIOD_S - (time.monotonic() - started)))
         finally:
             if client is not None:
-                client.close_rpc()
+                await _close(client)
             self._stopped.set()
 
     async def _connect(self, AsyncioClient):
@@ -143,7 +151,7 @@ class ArtiqMasterSink:
                 await asyncio.wait_for(
                     client.connect_rpc(self.host, self.port, target), TIMEOUT_S)
             except Exception as e:  # IncompatibleServer: no such target on this master
-                client.close_rpc()
+                await _close(client)
                 if isinstance(e, (OSError, asyncio.TimeoutError)):
                     raise
                 last = e
