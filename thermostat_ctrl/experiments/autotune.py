@@ -1,12 +1,16 @@
 """Relay-autotune a Thermostat channel's PID; the model and gains as datasets."""
 
+import inspect
 import logging
 
 import numpy as np
 from artiq.experiment import BooleanValue, EnumerationValue, EnvExperiment, NumberValue
 
 from thermostat_ctrl.artiq import power_up_if_off, setattr_power_up, setattr_thermostat
-from thermostat_ctrl.procedures import RULE_NAMES
+from thermostat_ctrl.procedures import RULE_NAMES, autotune
+
+#: The procedure's own default rule.
+DEFAULT_RULE = inspect.signature(autotune).parameters["rule"].default
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class ThermostatAutotune(EnvExperiment):
     def build(self):
         setattr_thermostat(self)
         self.setattr_argument("target", NumberValue(25.0, unit="degC", scale=1, precision=3))
-        self.setattr_argument("rule", EnumerationValue(list(RULE_NAMES), "simc"))
+        self.setattr_argument("rule", EnumerationValue(list(RULE_NAMES), DEFAULT_RULE))
         self.setattr_argument("apply", BooleanValue(False),
                               tooltip="write the gains and output range to the channel")
         self.setattr_argument("engage", BooleanValue(False),
