@@ -5,6 +5,7 @@ it.  Skips, with the reason, without ARTIQ."""
 
 import subprocess
 import sys
+import time
 
 import httpx
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from artiq_kit import Master, require_artiq, write_device_db
 from harness import bridge_process, free_port, running_bridge, wait_for, wait_until
 from thermostat_ctrl.bridge import config as bridge_config
+from thermostat_ctrl.bridge.sinks.artiq_master import PERIOD_S
 
 KEY = "thermostat.thermostat0.ch0."
 
@@ -128,12 +130,17 @@ async def test_an_older_master_gets_the_same_datasets(tmp_path):
     try:
         async with running_bridge(tmp_path, artiq_master="127.0.0.1:{}".format(port)) as (
                 bridge, _):
+            started = time.monotonic()
             await wait_for(lambda: len(db.data.get(KEY + "window_time", (None, []))[1]) > 1,
                            30, "the window in the old master")
             sink = next(s for s in bridge.sinks if s.name == "artiq://127.0.0.1:{}".format(port))
             assert sink.target == "master_dataset_db"
             persist, temperature = db.data[KEY + "temperature"]
             assert persist is False and 10 < temperature < 40
-            assert sink.state().status == "ok" and sink.state().points_sent >= 12
+            state = sink.state()
+            assert state.status == "ok" and state.points_sent >= 12
+            # at most one update of the (one) device per second: one at the sink's start
+            # (before ``started``), one at the end of each whole period since
+            assert state.batches_sent <= (time.monotonic() - started) // PERIOD_S + 2
     finally:
         await server.stop()
