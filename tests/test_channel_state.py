@@ -64,6 +64,10 @@ async def test_the_controller_window_bounds_every_way_to_set_a_target(rig):
         await rpc.autotune(0, 30.0, safe_window=[0, 40])
     with pytest.raises(ValueError, match="target \\+ delta 40.0 degC is outside"):
         await rpc.step_response(0, 40.0)  # from the fresh device's target 0
+    with pytest.raises(ValueError, match="outside the safe window 15.0..35.0"):
+        await rpc.ramp(0, 40.0, 1.0)
+    with pytest.raises(ValueError, match="outside the safe window 15.0..35.0"):
+        await rpc.set_target(0, 40.0, ramp=1.0)
     # a narrower window of the call's own still applies
     with pytest.raises(ValueError, match="outside the safe window 20.0..30.0"):
         await rpc.power_up(0, 31.0, safe_window=[20, 30])
@@ -112,7 +116,10 @@ async def test_channel_state_follows_settling_and_a_new_target(rig):
 
 
 async def test_channel_state_answers_from_memory_while_the_device_hangs(rig):
-    sim, _, rpc = rig
+    sim = rig[0]
+    # a patient driver: the sampler waits 10 s for the hung device before failing
+    driver = Thermostat("127.0.0.1", sim.port, timeout=10.0)
+    rpc = ThermostatRPC(driver)
     await rpc.channel_state(1, 0.1, 1.0)
     sim.faults.hang = True
 
@@ -125,6 +132,9 @@ async def test_channel_state_answers_from_memory_while_the_device_hangs(rig):
     state = await until(stale, timeout=5.0)
     assert state["channel"] == 1
     sim.faults.hang = False
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()
+    await driver.close()
 
 
 async def test_channel_state_of_a_device_that_is_gone_is_a_connection_error(rig):
