@@ -114,10 +114,10 @@ def check_firmware(firmware: str) -> str:
     return firmware
 
 
-def parse_address(address: str) -> tuple:
+def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple:
     """Split ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) into (host, port);
-    port 23 when omitted.  ValueError for a malformed address."""
-    host, port = address, DEFAULT_PORT
+    ``default_port`` (23) when omitted.  ValueError for a malformed address."""
+    host, port = address, default_port
     if address.startswith("["):
         host, sep, rest = address[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):

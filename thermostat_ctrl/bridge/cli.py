@@ -90,6 +90,10 @@ def get_argparser() -> argparse.ArgumentParser:
                        help="...or once the oldest has waited S seconds (default 1)")
     sinks.add_argument("--influx-measurement", metavar="NAME",
                        help="measurement of the points (default thermostat)")
+    parser.add_argument("--artiq-master", metavar="HOST[:PORT]",
+                        help="publish live datasets to this ARTIQ master (control port, 3251"
+                             " by default) for the dashboard's applets (default:"
+                             " ${}ARTIQ_MASTER)".format(ENV_PREFIX))
     alarms = parser.add_argument_group(
         "alarms", "rules and their settings: the [alarms] tables of the TOML file")
     alarms.add_argument("--notify", metavar="URL", action="append",
@@ -127,7 +131,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "firmware": args.firmware, "influx": args.influx,
         "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,
         "influx_batch_s": args.influx_batch_s, "influx_measurement": args.influx_measurement,
-        "notify": args.notify,
+        "notify": args.notify, "artiq_master": args.artiq_master,
     }
 
 

@@ -27,6 +27,7 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     [alarms.out_of_band]           # rule settings (see alarms.settings), also per
     band_k = 0.02                  # [[device]] ([device.alarms...]) and channel
 
+    artiq_master = "127.0.0.1:3251"  # live datasets for the ARTIQ dashboard
     influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
     influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
                                    # influx_batch_s, influx_token_file, ...
@@ -67,6 +68,8 @@ Environment variables (the only source of the ASGI factory
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
                                 ``..._USER``, ``..._PASSWORD(_FILE)``
 ``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
+``THERMOSTAT_ARTIQ_MASTER``     ``HOST[:PORT]`` of an ``artiq_master`` (port
+                                3251) receiving live datasets
 ``THERMOSTAT_NOTIFY``           Apprise URLs receiving the alarms,
                                 separated by spaces
 ==============================  ==============================================
@@ -84,6 +87,7 @@ from .acquisition import schema
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
+from .sinks.artiq_master import parse_master
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -115,6 +119,7 @@ _DEVICE_DEFAULTS = ("poll_period", "fields", "firmware", "timeout")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
+             "artiq_master",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
@@ -225,6 +230,7 @@ class BridgeConfig:
     port: int = 8000  #: HTTP port of the ``thermostat_bridge`` command (0: a free one)
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
     notify: tuple = ()  #: Apprise URLs receiving the alarms
+    artiq_master: Optional[str] = None  #: ``HOST[:PORT]`` of the ARTIQ master sink
     #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
     alarms: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -262,6 +268,12 @@ class BridgeConfig:
             check_token(self.token)
         with _setting("notify"):
             object.__setattr__(self, "notify", check_urls(self.notify))
+        with _setting("artiq_master"):
+            if self.artiq_master is not None:
+                if not isinstance(self.artiq_master, str):
+                    raise ValueError("artiq_master must be HOST[:PORT], not {!r}".format(
+                        self.artiq_master))
+                parse_master(self.artiq_master)
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -476,6 +488,7 @@ def env_settings(environ: Mapping[str, str]) -> dict:
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),
         "notify": get("NOTIFY").split() if get("NOTIFY") else None,
+        "artiq_master": get("ARTIQ_MASTER"),
         **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
     settings.update({k: v for k, v in given.items() if v is not None})

@@ -6,7 +6,8 @@ buffer, CSV log and history in ``<data-dir>/<name>/``) and, in simulation,
 its simulator.  Samples go from the pollers to the bus; the store is its
 lossless consumer, on a thread of its own; the web adds its own with
 :meth:`Bridge.consume`, and each InfluxDB sink (``config.influx``) one that
-spools its points.  The alarm monitor is a consumer too: it evaluates the
+spools its points; the ARTIQ master sink (``config.artiq_master``) publishes
+the status snapshots once a second.  The alarm monitor is a consumer too: it evaluates the
 rules, its verdicts go to the alarm book, the book's raises and clears to
 the notifier.
 """
@@ -32,6 +33,7 @@ from .acquisition.poller import Poller
 from .acquisition.simulation import Simulation
 from .acquisition.thread import AcquisitionThread
 from .config import BridgeConfig, DeviceConfig
+from .sinks.artiq_master import ArtiqMasterSink
 from .sinks.influx import InfluxSink
 from .sinks.settings import spool_dir
 from .storage.identity import Identity, claim, update
@@ -152,6 +154,8 @@ class Bridge:
             # Lossy, so a stalled spool never holds up a poll; the bound is
             # hours of samples, and a loss would be counted under its name.
             self.consume(sink.name, sink.accept, maxlen=LOSSLESS_MAXLEN)
+        if config.artiq_master is not None:  # reads the status snapshots, not the bus
+            self.sinks.append(ArtiqMasterSink(config.artiq_master, self))
 
     def consume(self, name: str, handle: Callable[[list], None], maxlen: int = 10_000,
                 lossless: bool = False) -> ConsumerThread:
