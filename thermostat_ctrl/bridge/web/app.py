@@ -15,7 +15,7 @@ import contextlib
 import os
 from typing import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .. import config as bridge_config
@@ -25,6 +25,7 @@ from . import metrics, render, routes_alarms, routes_data, routes_live, routes_o
 from . import routes_stability
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
+from .deps import known_parameters
 from .security import Guard
 
 #: The API documentation pages (their policy allows their inline scripts).
@@ -70,6 +71,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
                                                        config.memory_s)),
         version="2",
         lifespan=lifespan,
+        dependencies=[Depends(known_parameters)],
     )
     app.state.bridge = bridge
     app.state.registry = metrics.registry_for(bridge)
