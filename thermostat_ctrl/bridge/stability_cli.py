@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .acquisition.schema import CHANNELS
-from .cli import DEFAULTS, fail
-from .config import DEVICE_NAME
+from .cli import fail
+from .config import DATA_DIR, DEVICE_NAME, DeviceConfig
 from .stability import DEFAULT_BAND_K, analyse_rows, channel_columns, sample_period
 from .storage.csvformat import DAY_MS, iso_time
 from .storage.datadir import device_dir
@@ -70,9 +70,8 @@ def get_argparser() -> argparse.ArgumentParser:
         description="Stability of one channel from the data directory, as GET /stability"
                     " answers it: temperature and error statistics, drift, time in band and"
                     " the overlapping Allan deviation.")
-    parser.add_argument("--data-dir", default=DEFAULTS["data_dir"],
-                        help="the bridge's data directory (default {})".format(
-                            DEFAULTS["data_dir"]))
+    parser.add_argument("--data-dir", default=DATA_DIR,
+                        help="the bridge's data directory (default {})".format(DATA_DIR))
     parser.add_argument("--device", required=True, metavar="NAME",
                         help="the device (as named to the bridge)")
     parser.add_argument("--channel", required=True, type=int, choices=range(CHANNELS))
@@ -86,7 +85,7 @@ def get_argparser() -> argparse.ArgumentParser:
                                            " (default %(default)g mK)")
     parser.add_argument("--poll-period", type=_positive, metavar="S",
                         help="the samples' poll period (default: their median spacing; {:g} s with"
-                             " fewer than two)".format(DEFAULTS["poll_period"]))
+                             " fewer than two)".format(DeviceConfig.poll_period))
     parser.add_argument("--json", action="store_true", help="print the JSON of /stability")
     return parser
 
@@ -170,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                       TextColumn("days"), TimeRemainingColumn(), console=stderr,
                       disable=not stderr.is_terminal) as progress:
             ts, values = read_rows(history, columns, start, end, progress)
-            period = args.poll_period or sample_period(ts) or DEFAULTS["poll_period"]
+            period = args.poll_period or sample_period(ts) or DeviceConfig.poll_period
             figures = analyse_rows(ts, values, history.columns(), args.channel, period,
                                    args.band_mk / 1000, (end - start) / 1000)
     except OSError as e:
