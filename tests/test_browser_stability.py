@@ -88,7 +88,7 @@ def test_the_panel_shows_the_figures_and_plot_of_the_visible_window(page, lab):
     print("screenshots in", shots)
     # The CSV link downloads the table of the same window.
     link = page.locator(".channel[data-channel='0'] .stability-csv")
-    assert re.search(r"stability\.csv\?device=thermostat0&channel=0&from=\d+&to=\d+",
+    assert re.search(r"stability\.csv\?device={}&channel=0&from=\d+&to=\d+".format(FIRST),
                      link.get_attribute("href"))
     with page.expect_download() as download:
         link.click()
