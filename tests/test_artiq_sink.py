@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from artiq_kit import Master, require_artiq, write_device_db
-from harness import bridge_process, free_port, running_bridge, wait_for, wait_until
+from harness import FIRST, bridge_process, free_port, running_bridge, wait_for, wait_until
 from thermostat_ctrl.bridge import config as bridge_config
 from thermostat_ctrl.bridge.sinks.artiq_master import PERIOD_S
 
-KEY = "thermostat.thermostat0.ch0."
+KEY = "thermostat.{}.ch0.".format(FIRST)
 
 
 def get(master: Master, key: str):
@@ -60,7 +60,7 @@ def test_bridge_publishes_to_a_master_and_survives_its_restart(tmp_path):
                                "the window dataset in the master")
             assert get(master, KEY + "state") in ("off", "settling", "in_band")
             assert 10 < get(master, KEY + "temperature") < 40
-            assert get(master, "thermostat.thermostat0.ch1.window_time")[-1] == 0
+            assert get(master, "thermostat.{}.ch1.window_time".format(FIRST))[-1] == 0
 
             # the datasets follow the samples: the window grows, newest sample at 0
             grown = wait_until(lambda: window(master, "window_time", len(first) + 1), 30,
