@@ -50,6 +50,10 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
                                 set it to uvicorn's ``--host`` so that a
                                 non-loopback bind without a token is refused
 ``THERMOSTAT_PROTECT_READS``    ``1``: GET endpoints need the token too
+``THERMOSTAT_WRITE_TOKEN_FILE`` a file of ``NAME TOKEN`` lines, the tokens
+                                that may change devices (see
+                                :mod:`.access`); without it the bridge is
+                                read-only
 ``THERMOSTAT_INFLUX``           InfluxDB / VictoriaMetrics write URLs,
                                 comma-separated; their credentials:
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
@@ -65,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from .. import protocol
+from . import access
 from .sinks import settings as sink_settings
 
 if sys.version_info >= (3, 11):
@@ -90,6 +95,7 @@ _FALSE = ("", "0", "false", "no", "off")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx",
+             "write_token_file",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
@@ -168,6 +174,8 @@ class BridgeConfig:
     token: Optional[str] = None
     protect_reads: bool = False
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
+    #: ``(name, token)`` pairs that may change devices; none: read-only
+    write_tokens: tuple = ()
 
     def __post_init__(self):
         if not self.devices:
@@ -188,6 +196,8 @@ class BridgeConfig:
                              .format(longest, self.memory_s))
         if self.token is not None:
             check_token(self.token)
+        if self.token is not None and any(t == self.token for _, t in self.write_tokens):
+            raise ValueError("a write token must differ from the read token (--token)")
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -243,7 +253,8 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
     of simulated devices (``true`` in a file: one); ``file_devices`` are the
     ``[[device]]`` tables of a TOML file (used when neither of the other two is given), whose own keys
     override ``poll_period``, ``fields``, ``firmware`` and ``timeout``.
-    ``settings`` are the other :class:`BridgeConfig` fields, with ``influx``
+    ``settings`` are the other :class:`BridgeConfig` fields, with
+    ``write_token_file`` (read into ``write_tokens``), ``influx``
     (write URLs) and ``influx_<option>`` for
     :func:`~.sinks.settings.sinks_from`.
     """
@@ -251,6 +262,9 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
     influx = {key[len("influx_"):]: settings.pop(key) for key in list(settings)
               if key.startswith("influx_")}
     settings["influx"] = sink_settings.sinks_from(settings.pop("influx", ()), influx)
+    token_file = settings.pop("write_token_file", None)
+    if token_file is not None:
+        settings["write_tokens"] = access.read_token_file(token_file, check_token)
     if simulation is True:
         simulation = 1
     if devices and simulation is not None:
@@ -368,7 +382,7 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         "poll_period": number("POLL_PERIOD"), "memory_s": number("MEMORY_S"),
         "fields": parse_fields(get("FIELDS")), "firmware": get("FIRMWARE"),
         "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
-        "protect_reads": flag("PROTECT_READS"),
+        "protect_reads": flag("PROTECT_READS"), "write_token_file": get("WRITE_TOKEN_FILE"),
         "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),

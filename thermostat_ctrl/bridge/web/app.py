@@ -19,13 +19,19 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .. import config as bridge_config
+from ..access import Throttle, WriteTokens
+from ..audit import AuditLog
 from ..config import BridgeConfig
+from ..control import Control
 from ..runtime import Bridge, tune_process
-from . import metrics, render, routes_data, routes_live, routes_ops, stream
+from . import (metrics, render, routes_audit, routes_data, routes_live, routes_ops,
+               routes_procedures, routes_write, stream)
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
 from .security import Guard
 
+#: Where changes need a write token (:mod:`.writer`) rather than ``--token``.
+WRITE_PREFIXES = ("/devices/", "/access")
 #: The API documentation pages (their policy allows their inline scripts).
 DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
@@ -46,6 +52,8 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
             recent[sample.device].add(sample.ts, sample.columns, sample.values)
 
     bridge.consume("render", render_new)
+    audit = AuditLog(config.data_dir)
+    control = Control(bridge, audit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +63,9 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await control.stop()
             await bridge.stop()
+            audit.close()
 
     names = ", ".join(device.name for device in config.devices)
     app = FastAPIOffline(
@@ -74,15 +84,23 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.state.registry = metrics.registry_for(bridge)
     app.state.report_bodies = {}
     app.state.recent_rows = recent
+    app.state.audit = audit
+    app.state.control = control
+    app.state.write_tokens = WriteTokens(config.write_tokens)
+    app.state.write_throttle = Throttle()
     app.add_middleware(Gzip, minimum_size=1000)
     # Limits and the token are checked before anything else runs.
-    app.add_middleware(Guard, token=config.token, protect_reads=config.protect_reads)
+    app.add_middleware(Guard, token=config.token, protect_reads=config.protect_reads,
+                       write_prefixes=WRITE_PREFIXES)
     # Outermost, so that Guard's own answers carry the policy too.
     app.add_middleware(ContentSecurityPolicy, docs_paths=DOCS_PATHS)
     app.include_router(routes_live.router)
     app.include_router(routes_data.router)
     app.include_router(routes_ops.router)
     app.include_router(stream.router)
+    app.include_router(routes_write.router)
+    app.include_router(routes_procedures.router)
+    app.include_router(routes_audit.router)
     app.mount(routes_live.STATIC_PATH, routes_live.static_files(), name="static")
     return app
 
