@@ -331,3 +331,89 @@ def test_audit_log_survives_a_torn_line(tmp_path):
     log.close()
     lines = (tmp_path / FILE_NAME).read_text().splitlines()
     assert [json.loads(line)["who"] for line in lines] == ["alice", "bob"]
+
+
+# ------------------------------------------------------------- procedures
+
+async def channel_state(client) -> dict:
+    """What a procedure must leave as it found it, from the settings endpoint."""
+    s = (await client.get(CH0 + "settings")).json()
+    return {"target": s["target"], "pid": s["pid"], "pid_engaged": s["pid_engaged"],
+            "limits": s["limits"]}
+
+
+async def procedure_of(client) -> dict:
+    r = await client.get(CH0 + "procedure")
+    assert r.status_code == 200
+    return r.json()
+
+
+async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
+    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=100.0) as (bridge, client):
+        await polled(bridge, 5)
+        before = await channel_state(client)
+        r = await client.post(CH0 + "autotune", json={"target": 25.0}, headers=AS_ALICE)
+        assert r.status_code == 202 and r.json()["running"] and r.json()["who"] == "alice"
+        # While it runs the channel is the procedure's.
+        busy = await client.put(CH0 + "target", json={"value": 25.5}, headers=AS_BOB)
+        assert busy.status_code == 409 and "autotune by alice" in busy.json()["detail"]
+        seen = set()
+
+        async def finished():
+            job = await procedure_of(client)
+            seen.add(job["progress"].get("state"))
+            return job if not job["running"] else None
+        job = await wait_for(finished, timeout=120, what="the autotune to finish",
+                             interval=0.05)
+        assert job["error"] is None and job["progress"]["state"] == "done", job
+        assert {"noise", "relay"} <= seen
+        gains = job["result"]["gains"]
+        assert gains["kp"] > 0 and "data" not in job["result"]
+        assert await channel_state(client) == before, "the gains are only reported"
+        # Applying them is an ordinary audited write.
+        r = await client.put(CH0 + "pid", json=gains, headers=AS_ALICE)
+        assert r.json()["kp"] == pytest.approx(gains["kp"], rel=1e-6)
+        trail = [(e["what"], e["who"], e["result"]) for e in await audit_of(client)]
+        assert trail == [("autotune", "alice", "started"), ("target", "bob", "busy"),
+                         ("autotune", "alice", "ok"), ("pid", "alice", "ok")], trail
+        assert not any(e["who"] == OUTSIDE for e in await audit_of(client)), \
+            "the autotune's own changes are not outside changes"
+
+
+async def test_autotune_abort_restores_the_channel(tmp_path):
+    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=100.0) as (bridge, client):
+        await polled(bridge, 5)
+        only(bridge).simulation.hold(0)
+        before = await channel_state(client)
+        r = await client.post(CH0 + "autotune", json={"target": 25.0}, headers=AS_ALICE)
+        assert r.status_code == 202
+        await wait_for(lambda: _state_is(client, "relay"), timeout=60, what="the relay stage",
+                       interval=0.05)
+        r = await client.post(CH0 + "abort", headers=AS_BOB)
+        assert r.json() == {"aborting": True}
+        job = await wait_for(lambda: _ended(client), timeout=60, what="the abort")
+        assert job["progress"]["state"] == "aborted" and job["error"]
+        assert await channel_state(client) == before
+        assert (await client.post(CH0 + "abort", headers=AS_BOB)).json() == {"aborting": False}
+        trail = [(e["what"], e["who"], e["result"]) for e in await audit_of(client)]
+        assert trail == [("autotune", "alice", "started"), ("abort", "bob", "ok"),
+                         ("autotune", "alice", "aborted")], trail
+
+
+async def _state_is(client, state):
+    return (await procedure_of(client))["progress"].get("state") == state
+
+
+async def _ended(client):
+    job = await procedure_of(client)
+    return job if not job["running"] else None
+
+
+async def test_procedure_parameters_are_checked_first(writable):
+    bridge, client = writable
+    for body, field in [({"target": 95.0}, "target"), ({"target": 25.0, "rule": "magic"},
+                                                        "rule"),
+                        ({"target": 25.0, "window": 0}, "window")]:
+        r = await client.post(CH0 + "autotune", json=body, headers=AS_ALICE)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, r.text
+    assert await procedure_of(client) is None

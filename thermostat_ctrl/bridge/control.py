@@ -354,6 +354,8 @@ class Control:
                                before=before, **where)
             raise
         await self._record(device, resource.name, who, before=before, after=after, **where)
+        if resource.name in ("target", "current", "engage"):
+            _taken_over(device, ch)
         return after
 
     async def _record(self, device: Device, what: str, who: str, **entry: Any) -> None:
@@ -393,11 +395,23 @@ class Control:
         if device.poller.firmware is None:
             raise DeviceDown("{} has not answered yet".format(device.name))
         job = Job(procedure, who, dict(params))
-        run = self._procedure(PolledDriver(device), ch, procedure, params, job)
-        watch = self.watches[device.name]
-        watch.busy(ch, "{} by {}".format(procedure, who))
+        run = asyncio.get_running_loop().create_task(
+            self._procedure(PolledDriver(device), ch, procedure, params, job),
+            name="{} {} ch{}".format(procedure, device.name, ch))
+        # The procedure checks its arguments before its first exchange with
+        # the device: one turn of the loop runs it up to there.
+        await asyncio.sleep(0)
+        if run.done() and isinstance(run.exception(), ValueError):
+            message = str(run.exception())
+            name = message.split(" ", 1)[0]
+            error = Invalid(name if name in params else "body", message)
+            await self._record(device, procedure, who, channel=ch, client=client,
+                               requested=job.requested, result=error.result, detail=message)
+            raise error
+        self.watches[device.name].busy(ch, "{} by {}".format(procedure, who))
+        _taken_over(device, ch)
         job.task = asyncio.get_running_loop().create_task(
-            self._run(device, ch, job, run, client), name="{} {} ch{}".format(
+            self._run(device, ch, job, run, client), name="{} {} ch{} job".format(
                 procedure, device.name, ch))
         self.jobs[(device.name, ch)] = job
         await self._record(device, procedure, who, channel=ch, client=client,
@@ -411,7 +425,7 @@ class Control:
                                        abort=job.abort, **params)
         return procedures.step_response(driver, ch, abort=job.abort, **params)
 
-    async def _run(self, device: Device, ch: int, job: Job, run: Awaitable[dict],
+    async def _run(self, device: Device, ch: int, job: Job, run: "asyncio.Task[dict]",
                    client: Optional[str]) -> None:
         result, detail = "ok", None
         try:
@@ -456,6 +470,12 @@ def _without_data(result: Any) -> Any:
 
 def _fmt(values: dict) -> str:
     return ", ".join("{} {}".format(k, v) for k, v in values.items())
+
+
+def _taken_over(device: Device, ch: int) -> None:
+    """A person took a simulated channel over: its target steps stop."""
+    if device.simulation is not None:
+        device.simulation.hold(ch)
 
 
 def _expected_of(device: Device) -> Optional[Callable[[int, str, Any], bool]]:

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import control as control_module
 from ..control import Control, Resource
-from ..runtime import Device
 from .deps import find_device
 from .writer import READ_ONLY, Writer, write_state, writer
 
@@ -202,15 +201,7 @@ async def _write(request: Request, who: Writer, device: str, name: str, ch: Opti
                                     expect=None if body is None else _expect(body, resource))
     except control_module.WriteError as e:
         return _problem(e)
-    _held(target, name, ch)
     return after
-
-
-def _held(device: Device, name: str, ch: Optional[int]) -> None:
-    """A person took over a simulated channel: its target steps stop."""
-    if device.simulation is not None and ch is not None and name in (
-            "target", "current", "engage"):
-        device.simulation.hold(ch)
 
 
 def _problem(e: control_module.WriteError) -> Any:
