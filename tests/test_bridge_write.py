@@ -141,6 +141,7 @@ async def test_read_token_and_write_tokens_are_distinct(tmp_path):
 
 async def test_target_is_read_back_and_audited(writable):
     bridge, client = writable
+    failed = only(bridge).poller.polls_failed
     r = await client.put(CH0 + "target", json={"value": 26.125}, headers=AS_ALICE)
     assert r.status_code == 200 and r.json() == {"value": 26.125}
     pid, _ = await device_settings(bridge)
@@ -151,8 +152,10 @@ async def test_target_is_read_back_and_audited(writable):
     assert entry["before"]["value"] != 26.125 and entry["client"] == "127.0.0.1"
     with open("{}/{}".format(bridge.config.data_dir, FILE_NAME)) as f:
         assert ALICE not in f.read()
-    # The poller knows the new target at once: the next rows carry it.
-    assert only(bridge).poller.targets[0] == 26.125
+    # The poller knows the new target at once: the next rows carry it (unless
+    # a poll failed since, on a loaded machine: then it is unknown, None).
+    poller = only(bridge).poller
+    assert (poller.targets or [None])[0] == 26.125 or poller.polls_failed > failed
 
 
 @pytest.mark.parametrize("path, body, answer", [
