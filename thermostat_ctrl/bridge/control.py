@@ -289,7 +289,10 @@ class Control:
                     "i_set": output["i_set"], "pid_engaged": report["pid_engaged"],
                     "polarity": output.get("polarity"),
                     "b_parameter": await _read_b_parameter(d, ch),
-                    "postfilter": (await d.get_postfilter())[ch]["rate"]}
+                    "postfilter": (await d.get_postfilter())[ch]["rate"],
+                    "postfilter_rates": list(protocol.POSTFILTER_RATES[d.firmware]),
+                    "safe_window": list(procedures.SAFE_WINDOW), "firmware": d.firmware,
+                    "autotune_rules": list(procedures.RULE_NAMES)}
         return await self._on_device(device, read_all)
 
     def check(self, device: Device, resource: Resource, ch: Optional[int],

@@ -162,6 +162,10 @@ class ChannelSettings(BaseModel):
     polarity: Optional[str] = Field(description="`normal` or `reversed` (firmware 2025)")
     b_parameter: dict[str, float] = Field(description="t0 (°C), r0 (Ω), b (K)")
     postfilter: Optional[float] = Field(description="Hz; null: off")
+    postfilter_rates: list[float] = Field(description="The rates this firmware supports (Hz)")
+    safe_window: list[float] = Field(description="Targets allowed (°C): low, high")
+    firmware: str = Field(examples=["2025"])
+    autotune_rules: list[str] = Field(description="Rules `POST .../autotune` takes")
 
 
 class Access(BaseModel):

@@ -14,6 +14,8 @@
     .replace("{h}:{mm}:{ss}{aa}", "{HH}:{mm}:{ss}").replace("{h}:{mm}{aa}", "{HH}:{mm}")
     .replace("{h}{aa}", "{HH}:00").replace("{aa}", ""));
   const $ = (selector, root = document) => root.querySelector(selector);
+  // Other scripts of the page (settings.js) follow the view through these events.
+  const emit = (kind, detail) => document.dispatchEvent(new CustomEvent("thermostat:" + kind, { detail }));
 
   // ------------------------------------------------------------ formatting
 
@@ -201,7 +203,9 @@
         this.statusAt = performance.now();
         this.app.bridgeUp(true);
         this.renderStatus();
+        emit("status", { name: this.name, status: this.status });
       });
+      stream.addEventListener("procedure", (e) => emit("procedure", { name: this.name, jobs: JSON.parse(e.data) }));
     }
 
     onSample(row) {
@@ -565,6 +569,7 @@
       document.title = (info ? info.name : "Overview") + " · Thermostats";
       window.liveView = this.page;
       this.page.open();
+      emit("route", { name: info ? info.name : null });
     }
 
     renderTabs(current) {
