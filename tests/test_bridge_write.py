@@ -8,6 +8,7 @@ import re
 import pytest
 
 from thermostat_ctrl.bridge import access, config as bridge_config
+from thermostat_ctrl.bridge import snapshot as snapshot_module
 from thermostat_ctrl.bridge.audit import FILE_NAME, OUTSIDE, AuditLog
 from thermostat_ctrl.driver import Thermostat
 
@@ -420,3 +421,66 @@ async def test_procedure_parameters_are_checked_first(writable):
         r = await client.post(CH0 + "autotune", json=body, headers=AS_ALICE)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, r.text
     assert await procedure_of(client) is None
+
+
+# -------------------------------------------------------------- snapshots
+
+async def test_a_2025_snapshot_restores_onto_a_2023_device(tmp_path):
+    async with running_bridge(tmp_path / "new", write_tokens=TOKENS, firmware="2025") \
+            as (new, new_client), \
+            running_bridge(tmp_path / "old", write_tokens=TOKENS, firmware="2023") \
+            as (old, old_client):
+        await polled(new, 3)
+        await polled(old, 3)
+        for ch in (0, 1):
+            only(new).simulation.hold(ch)
+            only(old).simulation.hold(ch)
+        for path, body in [("target", {"value": 23.5}), ("pid", {"kp": 0.6, "ki": 0.02}),
+                           ("limits", {"max_i_pos": 1.25, "max_v": 3.0}),
+                           ("postfilter", {"rate": 27.27}), ("b_parameter", {"b": 3950.0})]:
+            assert (await new_client.put(CH0 + path, json=body, headers=AS_ALICE)
+                    ).status_code == 200
+        r = await new_client.get("/devices/{}/snapshot".format(FIRST))
+        assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+        snap = r.json()
+        assert snap["firmware"] == "2025" and snap["channels"][0]["postfilter"] == 27.27
+        before = (await old_client.post("/snapshots/diff", json={"a": snap, "device": FIRST}))
+        assert {d["setting"] for d in before.json()} >= {
+            "channels[0].target", "channels[0].pid.kp", "channels[0].postfilter"}
+        r = await old_client.put("/devices/{}/snapshot".format(FIRST), json=snap,
+                                 headers=AS_BOB)
+        assert r.status_code == 200, r.text
+        restored = (await old_client.get("/devices/{}/snapshot".format(FIRST))).json()
+        assert restored["firmware"] == "2023"
+        assert restored["channels"][0]["postfilter"] == 27.0, "the same filter, 2023's label"
+        assert restored["channels"][0]["polarity"] is None
+        differences = snapshot_module.diff(snap, restored)
+        assert [d["setting"] for d in differences] == [
+            "channels[0].polarity", "channels[0].postfilter", "channels[1].polarity",
+            "channels[1].postfilter"], differences
+        trail = await audit_of(old_client)
+        assert trail[-1]["what"] == "restore" and trail[-1]["who"] == "bob"
+        assert "firmware 2025" in trail[-1]["requested"]["from"]
+        assert {e["what"] for e in trail} >= {"limits", "pid", "target", "postfilter"}
+
+
+async def test_a_restore_refuses_what_the_device_cannot_hold(tmp_path):
+    async with running_bridge(tmp_path, write_tokens=TOKENS, firmware="2023") \
+            as (bridge, client):
+        await polled(bridge, 3)
+        snap = (await client.get("/devices/{}/snapshot".format(FIRST))).json()
+        snap["channels"][0]["limits"]["max_i_pos"] = 2.5   # fits 2023 (3 A)...
+        wanted = {**snap, "firmware": "2025"}
+        async with running_bridge(tmp_path / "new", write_tokens=TOKENS) as (new, new_client):
+            await polled(new, 3)
+            before = (await new_client.get("/devices/{}/snapshot".format(FIRST))).json()
+            r = await new_client.put("/devices/{}/snapshot".format(FIRST), json=wanted,
+                                     headers=AS_ALICE)
+            assert r.status_code == 422   # ... not 2025 (2 A)
+            assert r.json()["detail"][0]["loc"] == ["body", "channels[0]", "limits",
+                                                    "max_i_pos"]
+            after = (await new_client.get("/devices/{}/snapshot".format(FIRST))).json()
+            assert snapshot_module.diff(before, after) == [], "nothing was written"
+            r = await new_client.put("/devices/{}/snapshot".format(FIRST),
+                                     json={"format": "other"}, headers=AS_ALICE)
+            assert r.status_code == 422

@@ -156,6 +156,10 @@ async def _read_engaged(d: Thermostat, ch: int) -> dict:
     return {"pid_engaged": (await d.report())[ch]["pid_engaged"]}
 
 
+async def _read_polarity(d: Thermostat, ch: int) -> dict:
+    return {"value": (await _read_output(d, ch)).get("polarity")}
+
+
 async def _read_postfilter(d: Thermostat, ch: int) -> dict:
     return {"rate": (await d.get_postfilter())[ch]["rate"]}
 
@@ -190,6 +194,8 @@ RESOURCES = {r.name: r for r in (
              _read_b_parameter, lambda d, ch, v: d.set_b_parameter(ch, **v)),
     Resource("postfilter", ("rate",), _check_postfilter, _read_postfilter,
              lambda d, ch, v: d.set_postfilter(ch, v["rate"]), required=True),
+    Resource("polarity", ("value",), lambda fw, ch, k, v: protocol.set_polarity(fw, ch, v),
+             _read_polarity, lambda d, ch, v: d.set_polarity(ch, v["value"]), required=True),
     Resource("current", ("value",), _check_current, _read_current,
              lambda d, ch, v: d.set_current(ch, v["value"]), required=True),
     Resource("engage", (), _no_check, _read_engaged, lambda d, ch, v: d.engage_pid(ch)),
@@ -202,7 +208,7 @@ RESOURCES = {r.name: r for r in (
 )}
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Equal as the device keeps them (single precision for most settings)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
             and not isinstance(a, bool) and not isinstance(b, bool):
@@ -336,7 +342,7 @@ class Control:
 
             async def work(d: Thermostat) -> tuple:
                 now = await resource.read(d, ch)
-                stale = {k: now.get(k) for k, v in expect.items() if not _same(now.get(k), v)}
+                stale = {k: now.get(k) for k, v in expect.items() if not same_value(now.get(k), v)}
                 if stale:
                     return now, None, stale
                 await resource.write(d, ch, values)
@@ -353,19 +359,22 @@ class Control:
                     resource.name, _fmt(stale), _fmt({k: expect[k] for k in stale})),
                     {k: before.get(k) for k in resource.fields or before})
         except WriteError as e:
-            await self._record(device, resource.name, who, result=e.result, detail=str(e),
+            await self.record(device, resource.name, who, result=e.result, detail=str(e),
                                before=before, **where)
             raise
-        await self._record(device, resource.name, who, before=before, after=after, **where)
+        await self.record(device, resource.name, who, before=before, after=after, **where)
         if resource.name in ("target", "current", "engage"):
             _taken_over(device, ch)
         return after
 
-    async def _record(self, device: Device, what: str, who: str, **entry: Any) -> None:
+    async def record(self, device: Device, what: str, who: str, **entry: Any) -> None:
+        """Append an audit entry and wait until it is on disk (a failure to
+        write it is logged by the audit log, not raised: the change itself
+        happened, or not, anyway)."""
         try:
             await asyncio.wrap_future(self.audit.record(device.name, what, who, **entry))
         except OSError:
-            pass  # logged by the audit log; the change itself happened (or not) anyway
+            pass
 
     async def _on_device(self, device: Device, work: Callable[[Thermostat], Awaitable[Any]]
                          ) -> Any:
@@ -408,7 +417,7 @@ class Control:
             message = str(run.exception())
             name = message.split(" ", 1)[0]
             error = Invalid(name if name in params else "body", message)
-            await self._record(device, procedure, who, channel=ch, client=client,
+            await self.record(device, procedure, who, channel=ch, client=client,
                                requested=job.requested, result=error.result, detail=message)
             raise error
         self.watches[device.name].busy(ch, "{} by {}".format(procedure, who))
@@ -417,7 +426,7 @@ class Control:
             self._run(device, ch, job, run, client), name="{} {} ch{} job".format(
                 procedure, device.name, ch))
         self.jobs[(device.name, ch)] = job
-        await self._record(device, procedure, who, channel=ch, client=client,
+        await self.record(device, procedure, who, channel=ch, client=client,
                            requested=job.requested, result="started")
         return job
 
@@ -441,7 +450,7 @@ class Control:
             self.watches[device.name].busy(ch, None)
         job.error = detail
         job.progress["state"] = "done" if result == "ok" else result
-        await self._record(device, job.procedure, job.who, channel=ch, client=client,
+        await self.record(device, job.procedure, job.who, channel=ch, client=client,
                            requested=job.requested, after=job.summary()["result"],
                            result=result, detail=detail)
 
@@ -452,7 +461,7 @@ class Control:
         if job is None or not job.running:
             return False
         job.abort.set()
-        await self._record(device, "abort", who, channel=ch, client=client,
+        await self.record(device, "abort", who, channel=ch, client=client,
                            requested={"procedure": job.procedure})
         return True
 

@@ -25,7 +25,7 @@ from ..config import BridgeConfig
 from ..control import Control
 from ..runtime import Bridge, tune_process
 from . import (metrics, render, routes_audit, routes_data, routes_live, routes_ops,
-               routes_procedures, routes_write, stream)
+               routes_procedures, routes_snapshot, routes_write, stream)
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
 from .security import Guard
@@ -101,6 +101,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.include_router(routes_write.router)
     app.include_router(routes_procedures.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_snapshot.router)
     app.mount(routes_live.STATIC_PATH, routes_live.static_files(), name="static")
     return app
 
