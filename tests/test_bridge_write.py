@@ -201,7 +201,7 @@ async def test_engage_and_fan_and_flash(writable):
     r = await client.post(CH0 + "engage", headers=AS_ALICE)
     assert r.status_code == 200 and r.json() == {"pid_engaged": True}
     r = await client.put("/devices/{}/fan".format(FIRST), json={"power": 40}, headers=AS_ALICE)
-    assert r.status_code == 200 and r.json()["fan"]["fan_pwm"] == 40
+    assert r.status_code == 200 and r.json() == {"auto": False, "power": 40}
     assert (await client.post("/devices/{}/save".format(FIRST), headers=AS_ALICE)
             ).status_code == 200
     assert (await client.post("/devices/{}/load".format(FIRST), headers=AS_ALICE)
@@ -353,7 +353,7 @@ async def procedure_of(client) -> dict:
 
 
 async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
-    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=100.0) as (bridge, client):
+    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=50.0) as (bridge, client):
         await polled(bridge, 5)
         before = await channel_state(client)
         r = await client.post(CH0 + "autotune", json={"target": 25.0}, headers=AS_ALICE)
@@ -385,7 +385,7 @@ async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
 
 
 async def test_autotune_abort_restores_the_channel(tmp_path):
-    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=100.0) as (bridge, client):
+    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=50.0) as (bridge, client):
         await polled(bridge, 5)
         only(bridge).simulation.hold(0)
         before = await channel_state(client)
@@ -454,10 +454,7 @@ async def test_a_2025_snapshot_restores_onto_a_2023_device(tmp_path):
         assert restored["firmware"] == "2023"
         assert restored["channels"][0]["postfilter"] == 27.0, "the same filter, 2023's label"
         assert restored["channels"][0]["polarity"] is None
-        differences = snapshot_module.diff(snap, restored)
-        assert [d["setting"] for d in differences] == [
-            "channels[0].polarity", "channels[0].postfilter", "channels[1].polarity",
-            "channels[1].postfilter"], differences
+        assert snapshot_module.diff(snap, restored) == [], "the same settings in 2023's terms"
         trail = await audit_of(old_client)
         assert trail[-1]["what"] == "restore" and trail[-1]["who"] == "bob"
         assert "firmware 2025" in trail[-1]["requested"]["from"]

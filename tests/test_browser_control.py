@@ -98,8 +98,9 @@ def open_device(page, url, token=None):
 
 def wait_value(page, selector, value, timeout=15_000):
     """Wait until the input at ``selector`` shows ``value``."""
-    page.wait_for_function("([s, v]) => { const n = document.querySelector(s); return n && n.value === v; }",
-                           arg=[selector, value], timeout=timeout)
+    page.wait_for_function("([s, v]) => { const n = document.querySelector(s);"
+                           " return n && n.value === v; }", arg=[selector, value],
+                           timeout=timeout)
 
 
 def wait_text(page, selector, text, timeout=15_000):
@@ -223,8 +224,8 @@ def test_a_race_between_two_writers_is_a_409_shown_on_the_page(page, lab):
     page.fill(form + "input", "24.5")
     # Bob writes, and this page submits at once, before it could see his change.
     status = page.evaluate("""async ([path, token]) => {
-        const r = await fetch(path, {method: "PUT", headers: {"Authorization": "Bearer " + token,
-                              "Content-Type": "application/json"}, body: JSON.stringify({value: 26.5})});
+        const r = await fetch(path, {method: "PUT", body: JSON.stringify({value: 26.5}),
+            headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"}});
         document.querySelector('%sform[data-group=target]').requestSubmit();
         return r.status;
     }""" % CH0, ["devices/{}/channels/0/target".format(FIRST), BOB])
@@ -257,4 +258,36 @@ def test_the_autotune_shows_its_progress_and_abort_restores(page, lab):
         assert after[key] == before[key], key
     whats = [(e["what"], e["result"]) for e in api(url, "GET", "/audit").json()[-3:]]
     assert whats == [("autotune", "started"), ("abort", "ok"), ("autotune", "aborted")]
+    assert page.errors == []
+
+
+def test_a_snapshot_of_a_2025_device_restores_onto_a_2023_one(page, lab, tmp_path):
+    bridge, url, shots = lab
+    assert api(url, "PUT", "/devices/{}/channels/0/pid".format(FIRST), ALICE,
+               json={"kp": 0.61, "ki": 0.021}).status_code == 200
+    assert api(url, "PUT", "/devices/{}/channels/1/postfilter".format(FIRST), ALICE,
+               json={"rate": 25.0}).status_code == 200
+    open_device(page, url, ALICE)
+    with page.expect_download() as download:
+        page.click("#snapshot-download")
+    path = tmp_path / "snapshot.json"
+    download.value.save_as(path)
+    with served_bridge(tmp_path / "old", simulation=1, poll_period=0.2, firmware="2023",
+                       write_tokens=TOKENS) as (old, old_url):
+        wait_until(lambda: old.devices[FIRST].poller.gains, 30, "the polled settings")
+        open_device(page, old_url, BOB)
+        page.set_input_files("#snapshot-file", str(path))
+        page.wait_for_selector(".snapshot-diff")
+        settings = page.inner_text(".snapshot-diff")
+        assert "channels[0].pid.kp" in settings and "0.61" in settings
+        page.click("#snapshot-restore")
+        page.click("#snapshots button.danger >> text=Confirm")
+        wait_text(page, "#snapshots", "restored:")
+        page.screenshot(path=str(shots / "snapshot-restored.png"), full_page=True)
+        s = api(old_url, "GET", "/devices/{}/channels/1/settings".format(FIRST)).json()
+        assert s["firmware"] == "2023" and s["postfilter"] == 21.25, "2025's 25 Hz filter"
+        s0 = api(old_url, "GET", "/devices/{}/channels/0/settings".format(FIRST)).json()
+        assert s0["pid"]["kp"] == pytest.approx(0.61) and s0["pid"]["ki"] == pytest.approx(0.021)
+        assert "bob" in api(old_url, "GET", "/audit").json()[-1]["who"]
+        assert api(old_url, "GET", "/audit").json()[-1]["what"] == "restore"
     assert page.errors == []

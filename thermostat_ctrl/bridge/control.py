@@ -165,8 +165,8 @@ async def _read_postfilter(d: Thermostat, ch: int) -> dict:
 
 
 async def _read_fan(d: Thermostat, ch: None) -> dict:
-    fan = await d.get_fan()
-    return {"fan": fan}
+    fan = await d.get_fan() or {}  # None: a board without a fan
+    return {"auto": fan.get("auto_mode"), "power": fan.get("fan_pwm")}
 
 
 def _no_check(firmware: str, ch: Optional[int], name: str, value: Any) -> None:

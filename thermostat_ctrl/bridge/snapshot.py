@@ -48,12 +48,12 @@ async def take(control: Control, device: Device, now_ms: int) -> dict:
                          "pid": s["pid"], "limits": s["limits"],
                          "b_parameter": s["b_parameter"], "postfilter": s["postfilter"],
                          "polarity": s["polarity"]})
-    fan = (await control.read(device, RESOURCES["fan"], None))["fan"]
+    fan = await control.read(device, RESOURCES["fan"], None)
     return {"format": FORMAT, "device": device.name, "firmware": device.poller.firmware,
             "hwrev": device.poller.hwrev, "taken": iso_time(now_ms), "channels": channels,
-            "fan": None if fan is None else {  # in auto mode the power follows the current
-                "auto": fan.get("auto_mode"),
-                "power": None if fan.get("auto_mode") else fan.get("fan_pwm")}}
+            # In auto mode the power follows the current: only the mode is a setting.
+            "fan": None if fan["auto"] is None else {
+                "auto": fan["auto"], "power": None if fan["auto"] else fan["power"]}}
 
 
 def _flatten(value: Any, path: str, out: dict) -> None:
@@ -67,10 +67,30 @@ def _flatten(value: Any, path: str, out: dict) -> None:
         out[path] = value
 
 
+def _in_dialect(snapshot: dict, firmware: Optional[str]) -> dict:
+    """``snapshot``'s settings as a device of ``firmware`` shows them."""
+    source = snapshot.get("firmware")
+    if firmware == source or source not in protocol.FIRMWARES \
+            or firmware not in protocol.FIRMWARES:
+        return snapshot
+    channels = []
+    for c in snapshot.get("channels") or []:
+        polarity = c.get("polarity")
+        if firmware != "2025" and polarity == "normal":
+            polarity = None  # firmware 2023 shows no polarity: always the normal one
+        elif firmware == "2025" and polarity is None:
+            polarity = "normal"
+        channels.append({**c, "polarity": polarity,
+                         "postfilter": _postfilter(c.get("postfilter"), source, firmware)})
+    return {**snapshot, "channels": channels}
+
+
 def diff(a: dict, b: dict) -> list:
     """The settings that differ between snapshots ``a`` and ``b``:
     ``[{"setting": "channels[0].pid.kp", "a": ..., "b": ...}]`` (the
-    snapshots' own identity, time and firmware left out)."""
+    snapshots' own identity, time and firmware left out; ``a`` as ``b``'s
+    firmware shows it: the postfilter's labels, the polarity)."""
+    a = _in_dialect(a, b.get("firmware"))
     flat_a, flat_b = {}, {}
     _flatten(a.get("channels"), "channels", flat_a)
     _flatten(a.get("fan"), "fan", flat_a)
@@ -150,7 +170,7 @@ async def restore(control: Control, device: Device, snapshot: dict, who: str,
     :class:`~.control.WriteError` (the writes before it stay done)."""
     writes = plan(control, device, snapshot)
     if any(name == "fan" for name, _, _ in writes) and \
-            (await control.read(device, RESOURCES["fan"], None))["fan"] is None:
+            (await control.read(device, RESOURCES["fan"], None))["auto"] is None:
         writes = [w for w in writes if w[0] != "fan"]  # this board has no fan to set
     source = "{} ({}, firmware {}, taken {})".format(
         snapshot.get("device"), snapshot.get("hwrev"), snapshot.get("firmware"),

@@ -32,6 +32,8 @@ from .security import Guard
 
 #: Where changes need a write token (:mod:`.writer`) rather than ``--token``.
 WRITE_PREFIXES = ("/devices/", "/access")
+#: POSTs that only read (a body to compare), checked as reads.
+READ_POSTS = ("/snapshots/diff",)
 #: The API documentation pages (their policy allows their inline scripts).
 DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
@@ -91,7 +93,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.add_middleware(Gzip, minimum_size=1000)
     # Limits and the token are checked before anything else runs.
     app.add_middleware(Guard, token=config.token, protect_reads=config.protect_reads,
-                       write_prefixes=WRITE_PREFIXES)
+                       write_prefixes=WRITE_PREFIXES, read_posts=READ_POSTS)
     # Outermost, so that Guard's own answers carry the policy too.
     app.add_middleware(ContentSecurityPolicy, docs_paths=DOCS_PATHS)
     app.include_router(routes_live.router)

@@ -150,6 +150,13 @@ class FanIn(Body):
         description="1..100 %, or `auto` to follow the fan curve", examples=["auto"])
 
 
+class FanOut(BaseModel):
+    """The fan as read back (both null on a board without a fan)."""
+
+    auto: Optional[bool] = Field(description="Following the fan curve")
+    power: Optional[int] = Field(description="%")
+
+
 class ChannelSettings(BaseModel):
     """Every setting of a channel, read from the device."""
 
@@ -299,7 +306,7 @@ async def engage(request: Request, device: DevicePath, ch: Channel,
 
 # ------------------------------------------------------------- devices
 
-@router.put("/devices/{device}/fan", responses=ERRORS)
+@router.put("/devices/{device}/fan", response_model=FanOut, responses=ERRORS)
 async def put_fan(request: Request, device: DevicePath, body: FanIn,
                   who: Writer = Depends(writer)) -> Any:
     """Set the fan power (%) or `auto`; answers the fan state read back."""

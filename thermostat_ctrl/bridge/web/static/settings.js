@@ -42,7 +42,8 @@
     return node;
   }
 
-  const show = (v) => (v == null ? "—" : typeof v === "number" ? String(+v.toPrecision(7)) : String(v));
+  const show = (v) => (v == null ? "—" : typeof v === "number" ? String(+v.toPrecision(7))
+    : typeof v === "object" ? Object.entries(v).map(([k, x]) => k + " " + show(x)).join(", ") : String(v));
   const pad = (n) => String(n).padStart(2, "0");
   const localTime = (ms) => {
     const d = new Date(ms);
@@ -115,6 +116,8 @@
       clearInterval(this.auditTimer);
       if (!name) return;
       this.renderAccess();
+      this.snapshot = null;
+      this.renderSnapshots();
       for (const ch of [0, 1]) this.load(ch);
       this.refreshAudit();
       this.auditTimer = setInterval(() => document.hidden || this.refreshAudit(), AUDIT_EVERY_MS);
@@ -135,6 +138,7 @@
       }
       this.renderAccess();
       this.renderAll();
+      this.renderSnapshots();
     }
 
     lock() {
@@ -142,6 +146,7 @@
       this.who = null;
       this.renderAccess();
       this.renderAll();
+      this.renderSnapshots();
     }
 
     renderAccess() {
@@ -441,6 +446,83 @@
       }
       this.refreshAudit();
       return false;
+    }
+
+    // --------------------------------------------------------- snapshots
+
+    // Download this device's settings; compare a snapshot file with the
+    // device now and restore it (onto this device, whichever it came from).
+    renderSnapshots() {
+      const box = $("#snapshots");
+      if (!box || !this.device) return;
+      const file = el("input", { type: "file", accept: ".json,application/json", id: "snapshot-file", "aria-label": "snapshot file",
+                                 onchange: () => file.files[0] && this.compareFile(file.files[0]) });
+      const snap = this.snapshot;
+      const parts = [
+        el("h2", {}, "Settings snapshot"),
+        el("div", { class: "snapshot-actions" },
+           el("a", { class: "button", id: "snapshot-download", href: this.base() + "/snapshot", download: this.device + ".thermostat.json" },
+              "Download the settings of " + this.device),
+           el("label", { for: "snapshot-file" }, "Compare a snapshot file with the device now:"), file)];
+      if (snap) {
+        parts.push(el("p", {}, "File: " + snap.name + " (" + snap.data.device + ", firmware " + snap.data.firmware + ", taken " + snap.data.taken + ")"));
+        if (snap.error) parts.push(el("p", { class: "error" }, snap.error));
+        else if (snap.diff) {
+          parts.push(snap.diff.length
+            ? el("table", { class: "audit-table snapshot-diff" },
+                 el("thead", {}, el("tr", {}, el("th", {}, "setting"), el("th", {}, "in the file"), el("th", {}, "on " + this.device + " now"))),
+                 el("tbody", {}, ...snap.diff.map((d) => el("tr", {}, el("td", {}, d.setting), el("td", {}, show(d.a)), el("td", {}, show(d.b))))))
+            : el("p", { class: "ok" }, "The device has the file's settings."));
+        }
+        const restore = el("button", { type: "button", class: "write danger", id: "snapshot-restore", disabled: !this.canWrite,
+                                       onclick: () => this.askRestore() }, "Restore the file onto " + this.device);
+        parts.push(el("div", { class: "snapshot-actions" }, restore,
+                      this.canWrite ? null : el("span", { class: "why" }, "(needs a write token)")));
+        if (snap.message) parts.push(el("p", { class: snap.message.ok ? "ok" : snap.message.confirm ? "confirm" : "error", role: "status" },
+                                        snap.message.text, ...(snap.message.confirm ? [" ",
+                                        el("button", { type: "button", class: "write danger", onclick: snap.message.confirm }, "Confirm"),
+                                        el("button", { type: "button", onclick: () => { snap.message = null; this.renderSnapshots(); } }, "Cancel")] : [])));
+      }
+      box.replaceChildren(...parts);
+    }
+
+    async compareFile(blob) {
+      let data;
+      try { data = JSON.parse(await blob.text()); } catch (e) { data = null; }
+      if (!data || !Array.isArray(data.channels)) {
+        this.snapshot = { name: blob.name, data: {}, error: "not a snapshot file" };
+        this.renderSnapshots();
+        return;
+      }
+      this.snapshot = { name: blob.name, data };
+      await this.refreshDiff();
+    }
+
+    async refreshDiff() {
+      const snap = this.snapshot;
+      const r = await call("POST", "snapshots/diff", { a: snap.data, device: this.device });
+      snap.diff = r.ok ? r.data : null;
+      snap.error = r.ok ? null : "cannot compare: " + reason(r);
+      this.renderSnapshots();
+    }
+
+    askRestore() {
+      const snap = this.snapshot;
+      const n = snap.diff ? snap.diff.length : "the";
+      snap.message = { text: "Write " + n + " setting(s) of " + snap.data.device + " (firmware " + snap.data.firmware + ") onto " +
+                             this.device + "? Each is checked first and read back.",
+                       confirm: () => this.restoreFile() };
+      this.renderSnapshots();
+    }
+
+    async restoreFile() {
+      const snap = this.snapshot;
+      const r = await call("PUT", this.base() + "/snapshot", snap.data, token());
+      snap.message = r.ok ? { ok: true, text: "restored: " + r.data.restored.length + " settings written and read back" }
+                          : { ok: false, text: "not restored: " + reason(r) };
+      await this.refreshDiff();
+      for (const ch of [0, 1]) this.load(ch);
+      this.refreshAudit();
     }
 
     // ------------------------------------------------------------- audit
