@@ -29,6 +29,7 @@ setup(
         "pyarrow>=14",  # fast parsing of whole CSV files (history caches, cold queries)
         "sse-starlette>=2.1",  # the live view's Server-Sent Events
         "fastapi-offline>=1.7",  # /docs and /redoc without a CDN
+        "apprise>=1.6",  # alarm notifications: mail, webhooks, chat
     ],
     extras_require={
         "test": [
@@ -39,6 +40,7 @@ setup(
             "pyyaml>=5",
             "schemathesis>=4,<5",
             "playwright>=1.40",
+            "aiosmtpd>=1.4",  # a real SMTP server receiving the alarm mails
         ],
         "artiq": ["sipyco @ git+https://github.com/m-labs/sipyco"],
     },

@@ -23,6 +23,7 @@ import pytest
 from harness import (BRIDGE, DOUBLE_BRACE, FIRST, INVALID_REPLIES, SERVING, Process, SimThread,
                      TamperProxy, bridge_config, check_channels, free_port, hold_all_slots,
                      now_ms, only, read_log, release, wait_for, wait_until)
+from thermostat_ctrl.bridge.status import fresh_sample
 from thermostat_ctrl.bridge.web.app import create_app
 from thermostat_ctrl.simulator import Simulator
 
@@ -174,7 +175,7 @@ async def _outage_and_recovery(fault, sim, proxy, bridge, client, tmp_path) -> N
     # The outage lasts until /health turns stale (3 poll periods without a row)
     # and at least three polls have failed for the expected reason.
     await wait_for(lambda: poller.failures[fault.reason] >= 3, what="3 failed polls")
-    await wait_for(lambda: poller.fresh() is None, what="stale data")
+    await wait_for(lambda: fresh_sample(only(bridge)) is None, what="stale data")
     during = await _check_serving_during_outage(client, fault.reason)
     await fault.clear(sim, proxy)
     cleared = now_ms()

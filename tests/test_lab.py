@@ -12,6 +12,7 @@ import pytest
 
 from harness import (FIRST, PERIOD, bridge_config, csv_files, now_ms, parse_csv, polled,
                      read_log, running_bridge, wait_for)
+from thermostat_ctrl.bridge.status import fresh_sample
 from thermostat_ctrl.bridge import config as bridge_config_module
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
 from thermostat_ctrl.bridge.storage.csvformat import file_name, header_line, row_line
@@ -159,7 +160,7 @@ async def test_a_failing_device_never_delays_the_others(tmp_path, fault):
                        what="10 more polls of the others")
         ended = now_ms()
         clear(sims[0])
-        await wait_for(lambda: bad.poller.fresh() is not None, timeout=15, what="recovery")
+        await wait_for(lambda: fresh_sample(bad) is not None, timeout=15, what="recovery")
         for device in good:
             assert device.poller.skipped == 0 and device.poller.polls_failed == 0
             rows = (await client.get("/series", params={

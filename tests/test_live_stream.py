@@ -157,7 +157,7 @@ async def test_a_stream_falling_a_backlog_behind_ends(tmp_path):
     async with running_bridge(tmp_path) as (bridge, client):
         await polled(bridge, 2)
         device = only(bridge)
-        events = stream._device_events(bridge.bus, device, None)
+        events = stream._device_events(bridge, device, None)
         assert (await events.__anext__()).retry == stream.RETRY_MS
         assert (await events.__anext__()).event == "status"
         # Nobody reads for a backlog's worth of samples.

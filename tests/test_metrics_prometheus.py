@@ -31,7 +31,8 @@ def sample_values(family) -> dict:
 
 DEVICES = ["thermostat0", "thermostat1"]
 #: Series of the bridge itself, without a device label.
-BRIDGE_WIDE = {"thermostat_bus_delivered", "thermostat_bus_dropped", "thermostat_bus_queued"}
+BRIDGE_WIDE = {"thermostat_bus_delivered", "thermostat_bus_dropped", "thermostat_bus_queued",
+               "thermostat_alarm_rule_evaluations"}
 
 
 async def test_metrics_exposition(tmp_path):

@@ -93,6 +93,13 @@ def get_argparser() -> argparse.ArgumentParser:
                        help="...or once the oldest has waited S seconds (default 1)")
     sinks.add_argument("--influx-measurement", metavar="NAME",
                        help="measurement of the points (default thermostat)")
+    alarms = parser.add_argument_group(
+        "alarms", "rules and their settings: the [alarms] tables of the TOML file")
+    alarms.add_argument("--notify", metavar="URL", action="append",
+                        help="send alarms (raised, cleared) to this Apprise URL: mailto://...,"
+                             " json://HOST:PORT/PATH, slack://..., ntfy://...; repeat for"
+                             " several (default: ${}NOTIFY, separated by spaces)".format(
+                                 ENV_PREFIX))
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
                            help="debug output (-vv: also the HTTP access log)")
@@ -122,6 +129,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "firmware": args.firmware, "influx": args.influx or _env_list("INFLUX"),
         "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,
         "influx_batch_s": args.influx_batch_s, "influx_measurement": args.influx_measurement,
+        "notify": args.notify or (os.environ.get(ENV_PREFIX + "NOTIFY", "").split() or None),
         **sink_settings.credentials_from_env(os.environ, ENV_PREFIX),
     }
     if args.device is not None or args.simulation is not None:

@@ -22,6 +22,10 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     address = "10.0.0.6:2323"
     poll_period = 0.1
 
+    notify = ["mailto://smtp.lab.example?to=ops@lab.example", "json://10.0.0.9:8080/hook"]
+    [alarms.out_of_band]           # rule settings (see alarms.settings), also per
+    band_k = 0.02                  # [[device]] ([device.alarms...]) and channel
+
     influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
     influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
                                    # influx_batch_s, influx_token_file, ...
@@ -59,17 +63,21 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
                                 ``..._USER``, ``..._PASSWORD(_FILE)``
 ``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
+``THERMOSTAT_NOTIFY``           Apprise URLs receiving the alarms,
+                                separated by spaces
 ==============================  ==============================================
 """
 
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from .. import protocol
 from . import access
+from .alarms import settings as alarm_settings
+from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
 
 if sys.version_info >= (3, 11):
@@ -92,9 +100,9 @@ MAX_SIMULATED = 32
 _TOKEN = re.compile(r"^[!-~]+$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
-_DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout"}
+_DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
-             "firmware", "timeout", "bind", "port", "protect_reads", "influx",
+             "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
              "write_token_file",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
@@ -117,6 +125,8 @@ class DeviceConfig:
     poll_period: float = 1.0
     fields: Optional[tuple] = None
     timeout: Optional[float] = None
+    #: Rule settings of this device and its channels (see :mod:`.alarms.settings`).
+    alarms: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not DEVICE_NAME.match(self.name):
@@ -176,6 +186,9 @@ class BridgeConfig:
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
     #: ``(name, token)`` pairs that may change devices; none: read-only
     write_tokens: tuple = ()
+    notify: tuple = ()  #: Apprise URLs receiving the alarms
+    #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
+    alarms: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self):
         if not self.devices:
@@ -198,6 +211,7 @@ class BridgeConfig:
             check_token(self.token)
         if self.token is not None and any(t == self.token for _, t in self.write_tokens):
             raise ValueError("a write token must differ from the read token (--token)")
+        object.__setattr__(self, "notify", check_urls(self.notify))
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -302,6 +316,9 @@ def _file_device(table: Any, position: int, defaults: dict) -> DeviceConfig:
     except ValueError as e:
         raise ValueError("{} ({}): {}".format(where, name, e)) from None
     options = dict(defaults)
+    if "alarms" in table:
+        options["alarms"] = alarm_settings.check(table["alarms"], "{} ({}) alarms".format(
+            where, name), channels=True)
     for key in ("firmware", "poll_period", "timeout"):
         if key in table:
             options[key] = table[key]
@@ -326,6 +343,11 @@ def read_toml(path: str) -> dict:
             path, ", ".join(unknown), ", ".join(sorted(_TOP_KEYS))))
     if "fields" in data:
         data["fields"] = fields_of(data["fields"], "{}: fields".format(path))
+    if "alarms" in data:
+        data["alarms"] = alarm_settings.check(data["alarms"], "{}: alarms".format(path))
+    if "notify" in data and not (isinstance(data["notify"], list)
+                                 and all(isinstance(u, str) for u in data["notify"])):
+        raise ValueError("{}: notify must be a list of Apprise URLs".format(path))
     devices = data.pop("device", [])
     if not isinstance(devices, list):
         raise ValueError("{}: device must be an array of tables ([[device]])".format(path))
@@ -386,6 +408,7 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),
+        "notify": get("NOTIFY").split() if get("NOTIFY") else None,
         **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})

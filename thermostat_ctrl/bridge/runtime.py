@@ -6,7 +6,9 @@ buffer, CSV log and history in ``<data-dir>/<name>/``) and, in simulation,
 its simulator.  Samples go from the pollers to the bus; the store is its
 lossless consumer, on a thread of its own; the web adds its own with
 :meth:`Bridge.consume`, and each InfluxDB sink (``config.influx``) one that
-spools its points.
+spools its points.  The alarm monitor is a consumer too: it evaluates the
+rules, its verdicts go to the alarm book, the book's raises and clears to
+the notifier.
 """
 
 import asyncio
@@ -20,6 +22,9 @@ from typing import Callable, Optional
 from .. import protocol
 from ..driver import Thermostat
 from .acquisition import schema
+from .alarms.book import AlarmBook
+from .alarms.monitor import AlarmMonitor
+from .alarms.notify import Notifier
 from .acquisition.bus import LOSSLESS_MAXLEN, ConsumerThread, SampleBus
 from .acquisition.poller import Poller
 from .acquisition.simulation import Simulation
@@ -100,6 +105,13 @@ class Bridge:
                 self.devices[device.name] = Device(device, poller, store, config.memory_s,
                                                    simulation)
             self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s)) for s in config.influx]
+            # An alarm clears once its condition has been gone for three poll periods.
+            self.alarms = AlarmBook(self._lock.data_dir, clear_s=3 * max(
+                d.poll_period for d in config.devices))
+            self.monitor = AlarmMonitor(self.bus, self.devices, config.alarms, self.alarms)
+            self.notifier = Notifier(config.notify) if config.notify else None
+            if self.notifier is not None:
+                self.alarms.listen(self.notifier.on_alarm)
         except BaseException:
             self._lock.release()
             raise
@@ -147,6 +159,9 @@ class Bridge:
             consumer.start()
         for sink in self.sinks:
             sink.start()
+        if self.notifier is not None:
+            self.notifier.start()
+        self.monitor.start()
         jobs = []
         for device in self.devices.values():
             if device.simulation is not None:
@@ -186,6 +201,9 @@ class Bridge:
             await asyncio.to_thread(consumer.stop)
         for sink in self.sinks:
             await asyncio.to_thread(sink.stop)
+        await asyncio.to_thread(self.monitor.stop)
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.stop)
         for device in self.devices.values():
             device.store.close()
             if device.simulation is not None:

@@ -10,6 +10,7 @@ stand-alone (:mod:`.cli`).
 """
 
 from .physics import PlantParams
-from .server import Faults, Simulator
+from .faults import Faults
+from .server import Simulator
 
 __all__ = ["Simulator", "Faults", "PlantParams"]

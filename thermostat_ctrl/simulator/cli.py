@@ -1,7 +1,7 @@
 """``thermostat_sim``: run the Thermostat simulator as a stand-alone TCP server.
 
-Prints exactly one line ``listening on HOST:PORT`` to stdout once ready; logs go
-to stderr. SIGINT/SIGTERM stop it cleanly (exit status 0).
+Prints ``listening on HOST:PORT`` to stdout once ready (after ``control on
+HOST:PORT`` with ``--control-port``); logs go to stderr. SIGINT/SIGTERM stop it cleanly (exit status 0).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import argtypes
+from .control import serve_control
 from .server import Simulator
 
 
@@ -37,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hang", action="store_true", help="fault: read commands but never reply")
     p.add_argument("--unplug", type=int, choices=(0, 1), action="append", default=[],
                    metavar="CH", help="fault: channel without thermistor (repeatable)")
+    p.add_argument("--short", type=int, choices=(0, 1), action="append", default=[],
+                   metavar="CH", help="fault: channel with a shorted thermistor (repeatable)")
+    p.add_argument("--tec-open", type=int, choices=(0, 1), action="append", default=[],
+                   metavar="CH", help="fault: channel with its TEC disconnected (repeatable)")
+    p.add_argument("--overheat", type=int, choices=(0, 1), action="append", default=[],
+                   metavar="CH", help="fault: channel whose heat sink overheats (repeatable)")
+    p.add_argument("--ambient-drift", type=argtypes.number, default=0.0, metavar="K_PER_H",
+                   help="fault: ambient drifting by this much per simulated hour")
+    p.add_argument("--control-port", type=argtypes.port, default=None, metavar="PORT",
+                   help="switch faults at run time over this loopback TCP port (0: a free"
+                        " one, printed as 'control on HOST:PORT'); send 'show' for the"
+                        " commands")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="only log errors")
@@ -49,16 +62,27 @@ async def _serve(args: argparse.Namespace) -> None:
     sim.faults.delay_ms = args.delay_ms
     sim.faults.hang = args.hang
     sim.faults.unplugged = set(args.unplug)
+    sim.faults.shorted = set(args.short)
+    sim.faults.tec_open = set(args.tec_open)
+    sim.faults.overheat = set(args.overheat)
+    sim.faults.ambient_drift = args.ambient_drift
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     port = await sim.start(args.bind, args.port)
     host = f"[{args.bind}]" if ":" in args.bind else args.bind
+    control = None
+    if args.control_port is not None:
+        control = await serve_control(sim.faults, "127.0.0.1", args.control_port)
+        print("control on 127.0.0.1:{}".format(control.sockets[0].getsockname()[1]),
+              flush=True)
     print(f"listening on {host}:{port}", flush=True)
     try:
         await stop.wait()
     finally:
+        if control is not None:
+            control.close()
         await sim.stop()
 
 

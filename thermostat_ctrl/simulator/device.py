@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .numfmt import F32, encode, to_f32
+from .faults import OVERHEAT_K, SHORT_OHMS, Faults
 from .physics import (
-    DAC_V_PER_A, ITEC_V_PER_A, KELVIN, NOISE_K, TEC_RESISTANCE, VREF, Pid, Plant, PlantParams,
+    AMBIENT_C, DAC_V_PER_A, ITEC_V_PER_A, KELVIN, NOISE_K, TEC_RESISTANCE, VREF, Pid, Plant, PlantParams,
     adc_from_resistance, sens_from_adc, tec_current, temperature_from_sens,
     thermistor_resistance,
 )
@@ -152,20 +153,20 @@ class Channel:
 class Device:
     """The simulated Thermostat: two plants, firmware state and command execution.
 
-    ``unplugged()`` returns the channels whose thermistor currently reads full
-    scale. ``on_sample(ch)`` is called after every ADC sample while online.
+    ``faults`` are the device and plant faults in force (see :mod:`.faults`). ``on_sample(ch)`` is called after every ADC sample while online.
     ``plants`` gives each channel's thermal parameters.
     """
 
     def __init__(self, firmware: str, rng: random.Random, flash: Flash,
-                 unplugged: Callable[[], set[int]] = set,
+                 faults: Optional[Faults] = None,
                  plants: tuple[PlantParams, PlantParams] = (PlantParams(), PlantParams())) -> None:
         if firmware not in POSTFILTER_RATES:
             raise ValueError(f"unknown firmware {firmware!r}")
         self.firmware = firmware
         self.rng = rng
         self.flash = flash
-        self.unplugged = unplugged
+        self.faults = Faults() if faults is None else faults
+        self._drift_k = 0.0  # ambient offset accumulated by the ambient_drift fault
         self.on_sample: Optional[Callable[[int], None]] = None
         self.hwrev = (2, 2)
         self.fan_pwm_recommended = False
@@ -224,28 +225,39 @@ class Device:
             te = self._next_t
             dt = te - self._t
             if dt > 0:
-                plants[0].step(dt, channels[0].current)
-                plants[1].step(dt, channels[1].current)
+                self._step_plants(dt)
                 self._t = te
             ch = self._next_ch
             self._sample(ch, te)
             self._next_ch = ch ^ 1
             self._next_t = te + channels[ch ^ 1].conversion_time()
         if t > self._t:
-            plants[0].step(t - self._t, channels[0].current)
-            plants[1].step(t - self._t, channels[1].current)
+            self._step_plants(t - self._t)
             self._t = t
+
+    def _step_plants(self, dt: float) -> None:
+        faults = self.faults
+        self._drift_k += faults.ambient_drift * dt / 3600.0
+        for ch, (plant, channel) in enumerate(zip(self.plants, self.channels)):
+            ambient = AMBIENT_C + self._drift_k + (OVERHEAT_K if ch in faults.overheat else 0.0)
+            plant.step(dt, self.flowing(ch), ambient)
+
+    def flowing(self, ch: int) -> float:
+        """The current through channel ``ch``'s TEC (A): none when it is disconnected."""
+        return 0.0 if ch in self.faults.tec_open else self.channels[ch].current
 
     def _sample(self, ch: int, te: float) -> None:
         c = self.channels[ch]
         ms = int(round((te - self.boot_t) * 1000.0))
         c.interval = (ms - c.time_ms) / 1000.0
         c.time_ms = ms
-        if ch in self.unplugged():
+        if ch in self.faults.unplugged:
             c.adc = c.sens = c.temperature = None
         else:
             measured = self.plants[ch].sensor + self.rng.gauss(0.0, NOISE_K)
-            c.adc = adc_from_resistance(thermistor_resistance(measured))
+            resistance = SHORT_OHMS if ch in self.faults.shorted else \
+                thermistor_resistance(measured)
+            c.adc = adc_from_resistance(resistance)
             c.sens = sens_from_adc(c.adc)
             c.temperature = temperature_from_sens(c.sens, c.t0_k, c.r0, c.b)
         if c.temperature is not None:
@@ -279,14 +291,15 @@ class Device:
         c = self.channels[ch]
         gauss = self.rng.gauss
         sign = -1.0 if c.reversed else 1.0
-        i_tec = VREF + ITEC_V_PER_A * c.current + gauss(0.0, 0.4e-3)
+        current = self.flowing(ch)
+        i_tec = VREF + ITEC_V_PER_A * current + gauss(0.0, 0.4e-3)
         return {
             "channel": ch, "time": c.time_ms / 1000.0, "interval": c.interval,
             "adc": c.adc, "sens": c.sens, "temperature": c.temperature,
             "pid_engaged": c.pid_engaged, "i_set": self._i_set_shown(c),
             "dac_value": c.dac, "dac_feedback": c.dac + gauss(0.0, 0.5e-3),
             "i_tec": i_tec, "tec_i": sign * (i_tec - VREF) / ITEC_V_PER_A,
-            "tec_u_meas": c.current * TEC_RESISTANCE + gauss(0.0, 2e-3),
+            "tec_u_meas": current * TEC_RESISTANCE + gauss(0.0, 2e-3),
             "pid_output": c.pid.y1,
         }
 

@@ -106,14 +106,15 @@ class Plant:
         self.temperature = temperature
         self.sensor = temperature
 
-    def step(self, dt: float, current: float) -> None:
-        """Advance by ``dt`` seconds with a constant TEC ``current`` (A, + = cooling).
+    def step(self, dt: float, current: float, ambient: float = AMBIENT_C) -> None:
+        """Advance by ``dt`` seconds with a constant TEC ``current`` (A, + = cooling)
+        and the heat sink at ``ambient`` (°C).
 
         Both first-order stages are integrated exactly: the mass relaxes to
         its steady state with τ = C/G, the sensor follows the mass with τs.
         """
         p = self.params
-        steady = AMBIENT_C + (0.5 * TEC_RESISTANCE * current * current
+        steady = ambient + (0.5 * TEC_RESISTANCE * current * current
                               - PELTIER * current) * p.thermal_resistance
         tau, lag = p.time_constant, p.sensor_lag
         d = self.temperature - steady

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from .device import INVALID_INPUT, Device, Flash, Session
+from .faults import Faults
 from .grammar import FIRMWARES, parse
 from .physics import PlantParams
 
@@ -34,35 +35,6 @@ TX_BUFFER = 2048
 _TICK_S = 0.05
 _GARBAGE = b"#\x01garbage\n"
 _TERMINATORS = re.compile(rb"[\r\n]")
-
-
-@dataclass
-class Faults:
-    """Fault injection switches; change them at any time while the simulator runs.
-
-    * ``hang``: commands are still read but discarded, nothing is replied.
-    * ``delay_ms``: every reply is delayed by this many real milliseconds.
-    * ``cut_replies``: the next N reply lines are cut after half their bytes
-      (no newline) and the connection is then reset (RST).
-    * ``garbage_replies``: the next N reply lines are each preceded by a
-      non-JSON garbage line.
-    * ``refuse``: listener closed (ECONNREFUSED); open connections are kept.
-    * ``unplugged``: channels whose thermistor reads full scale (``null``).
-    """
-
-    hang: bool = False
-    delay_ms: float = 0.0
-    cut_replies: int = 0
-    garbage_replies: int = 0
-    refuse: bool = False
-    unplugged: set[int] = field(default_factory=set)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name == "refuse":
-            hook = self.__dict__.get("_on_refuse")
-            if hook is not None:
-                hook()
 
 
 def _abort_rst(transport: asyncio.BaseTransport) -> None:
@@ -219,7 +191,7 @@ class Simulator:
                              .format(plant))
         self.faults = Faults()
         self.device = Device(firmware, random.Random(seed), Flash(flash_path),
-                             unplugged=lambda: self.faults.unplugged, plants=plants)
+                             faults=self.faults, plants=plants)
         self.device.on_sample = self._on_sample
         self.host = "127.0.0.1"
         self.port = 0

@@ -129,21 +129,11 @@ class Poller:
         """Failed polls, all reasons."""
         return sum(self.failures.values())
 
-    @property
-    def stale_after(self) -> float:
-        """Age in seconds beyond which the latest sample is stale (3 periods)."""
-        return 3 * self.period
-
     def sample_age(self) -> Optional[float]:
         """Seconds since the latest successful poll, None before the first."""
         if self.latest is None:
             return None
         return max(0.0, self._clock() - self.latest.monotonic)
-
-    def fresh(self) -> Optional[Sample]:
-        """The latest sample if it is not stale, else None."""
-        age = self.sample_age()
-        return self.latest if age is not None and age <= self.stale_after else None
 
     @property
     def connected(self) -> bool:

@@ -24,8 +24,8 @@ from ..audit import AuditLog
 from ..config import BridgeConfig
 from ..control import Control
 from ..runtime import Bridge, tune_process
-from . import (metrics, render, routes_audit, routes_data, routes_live, routes_ops,
-               routes_procedures, routes_snapshot, routes_write, stream)
+from . import (metrics, render, routes_alarms, routes_audit, routes_data, routes_live,
+               routes_ops, routes_procedures, routes_snapshot, routes_write, stream)
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
 from .security import Guard
@@ -99,6 +99,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
     app.include_router(routes_live.router)
     app.include_router(routes_data.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_alarms.router)
     app.include_router(stream.router)
     app.include_router(routes_write.router)
     app.include_router(routes_procedures.router)

@@ -17,6 +17,8 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
 from prometheus_client.registry import Collector
 
 from ..runtime import Bridge
+from ..status import (CONNECTIONS, REGULATION_STATES, ChannelStatus, DeviceStatus,
+                      device_status, fresh_sample)
 
 CACHED = " (latest cached poll of the bridge)"
 
@@ -51,7 +53,7 @@ class BridgeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families of one scrape."""
         devices = list(self.bridge.devices.values())
-        fresh = {d.name: d.poller.fresh() for d in devices}
+        fresh = {d.name: fresh_sample(d) for d in devices}
         for field, (name, documentation) in CHANNEL_METRICS.items():
             family = GaugeMetricFamily(name, documentation + CACHED, labels=["device", "channel"])
             for device in devices:
@@ -74,55 +76,99 @@ class BridgeCollector(Collector):
                         targets.add_metric([device.name, str(ch)], float(target))
         if targets.samples:
             yield targets
-        yield from self._device_state(devices, fresh)
+        yield from self._device_state(devices)
+        yield from self._alarms()
         yield from self._bus()
         if self.bridge.sinks:
             yield from self._sinks()
 
-    def _device_state(self, devices: list, fresh: dict) -> Iterator[Metric]:
-        def gauge(name: str, documentation: str) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, documentation, labels=["device"])
+    def _device_state(self, devices: list) -> Iterator[Metric]:
+        statuses = [device_status(self.bridge, d) for d in devices]
 
-        def counter(name: str, documentation: str) -> CounterMetricFamily:
-            return CounterMetricFamily(name, documentation, labels=["device"])
+        def family(kind, name: str, field: str, labels=("device",)) -> Metric:
+            return kind(name, DeviceStatus.model_fields[field].description, labels=list(labels))
 
-        up = gauge("thermostat_up", "1 if the latest poll is fresh" + CACHED)
-        last = gauge("thermostat_last_poll_timestamp_seconds",
-                     "Wall-clock time of the latest successful poll")
-        age = gauge("thermostat_sample_age_seconds", "Age of the latest successful poll")
-        duration = gauge("thermostat_poll_duration_seconds",
-                         "Duration of the latest poll's device exchange")
-        polls = counter("thermostat_polls", "Successful polls")
-        errors = CounterMetricFamily("thermostat_poll_errors", "Failed polls by reason",
-                                     labels=["device", "reason"])
-        skipped = counter("thermostat_polls_skipped",
-                          "Scheduled polls skipped because an earlier one ran late")
-        written = counter("thermostat_csv_rows_written", "Rows written to the CSV log")
-        write_errors = counter("thermostat_csv_write_errors", "Failed writes to the CSV log")
-        refused = counter("thermostat_rows_refused", "Rows not stored: timestamp not after the"
-                                                     " previous row's (wall clock went back)")
+        up = GaugeMetricFamily("thermostat_up", "1 if the latest poll is fresh" + CACHED,
+                               labels=["device"])
+        last = family(GaugeMetricFamily, "thermostat_last_poll_timestamp_seconds",
+                      "last_poll_ts")
+        age = family(GaugeMetricFamily, "thermostat_sample_age_seconds", "sample_age_s")
+        duration = GaugeMetricFamily("thermostat_poll_duration_seconds",
+                                     "Duration of the latest poll's device exchange",
+                                     labels=["device"])
+        counters = {field: family(CounterMetricFamily, name, field) for field, name in (
+            ("polls_ok", "thermostat_polls"), ("polls_skipped", "thermostat_polls_skipped"),
+            ("csv_rows_written", "thermostat_csv_rows_written"),
+            ("csv_write_errors", "thermostat_csv_write_errors"),
+            ("rows_refused", "thermostat_rows_refused"))}
+        errors = family(CounterMetricFamily, "thermostat_poll_errors", "poll_errors",
+                        ("device", "reason"))
+        connection = family(GaugeMetricFamily, "thermostat_connection", "connection",
+                            ("device", "connection"))
+        state = GaugeMetricFamily(
+            "thermostat_channel_state", "1 for the channel's regulation state: "
+            + ChannelStatus.model_fields["state"].description, labels=["device", "channel",
+                                                                          "state"])
         info = InfoMetricFamily("thermostat", "Device firmware dialect and hardware revision",
                                 labels=["device"])
-        for device in devices:
-            poller, store, name = device.poller, device.store, device.name
-            up.add_metric([name], 1.0 if fresh[name] is not None else 0.0)
-            if poller.latest is not None:
-                last.add_metric([name], poller.latest.ts / 1000)
-                age.add_metric([name], poller.sample_age())
-            if poller.last_duration is not None:
-                duration.add_metric([name], poller.last_duration)
-            polls.add_metric([name], poller.polls_ok)
-            for reason, count in sorted(poller.failures.items()):
+        for device, status in zip(devices, statuses):
+            name = status.name
+            up.add_metric([name], 1.0 if status.connection == "fresh" else 0.0)
+            if status.last_poll_ts is not None:
+                last.add_metric([name], status.last_poll_ts / 1000)
+                age.add_metric([name], status.sample_age_s)
+            if device.poller.last_duration is not None:
+                duration.add_metric([name], device.poller.last_duration)
+            for field, counter in counters.items():
+                counter.add_metric([name], getattr(status, field))
+            for reason, count in sorted(status.poll_errors.items()):
                 errors.add_metric([name, reason], count)
-            skipped.add_metric([name], poller.skipped)
-            written.add_metric([name], store.rows_written)
-            write_errors.add_metric([name], store.write_errors)
-            refused.add_metric([name], store.out_of_order)
-            if poller.firmware is not None:
-                info.add_metric([name], {"firmware": poller.firmware,
-                                         "hwrev": poller.hwrev or "unknown"})
-        yield from (up, last, age, duration, polls, errors, skipped, written, write_errors,
-                    refused, info)
+            for value in CONNECTIONS:
+                connection.add_metric([name, value], float(status.connection == value))
+            for channel in status.channels:
+                if channel.state is None or status.connection == "disconnected":
+                    continue
+                for value in REGULATION_STATES:
+                    state.add_metric([name, str(channel.channel), value],
+                                     float(channel.state == value))
+            if status.firmware is not None:
+                info.add_metric([name], {"firmware": status.firmware,
+                                         "hwrev": status.hwrev or "unknown"})
+        yield from (up, last, age, duration, *counters.values(), errors, connection, state,
+                    info)
+
+    def _alarms(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "thermostat_alarm_active", "1 for each active alarm of the bridge's rules (channel"
+            ' "" for a device rule; see /alarms)', labels=["device", "channel", "rule",
+                                                           "severity"])
+        for alarm in self.bridge.alarms.active():
+            active.add_metric([alarm.device, "" if alarm.channel is None else str(alarm.channel),
+                               alarm.rule, alarm.severity], 1.0)
+        yield active
+        evaluation = CounterMetricFamily("thermostat_alarm_rule_evaluations",
+                                         "Rule evaluations of the alarm monitor")
+        evaluation.add_metric([], self.bridge.monitor.evaluations)
+        yield evaluation
+        notifier = self.bridge.notifier
+        if notifier is None:
+            return
+        families = {
+            "sent": CounterMetricFamily("thermostat_notifications_sent",
+                                        "Alarm messages delivered", labels=["receiver"]),
+            "failed": CounterMetricFamily("thermostat_notifications_failed",
+                                          "Alarm messages given up after every retry",
+                                          labels=["receiver"]),
+            "retries": CounterMetricFamily("thermostat_notification_retries",
+                                           "Failed deliveries that were retried",
+                                           labels=["receiver"]),
+            "suppressed": CounterMetricFamily("thermostat_notifications_suppressed",
+                                              "Raises not sent: the rate limit",
+                                              labels=["receiver"]),
+            "pending": GaugeMetricFamily("thermostat_notifications_pending",
+                                         "Alarm messages waiting", labels=["receiver"]),
+        }
+        yield from _filled(families, ((state.url, state) for state in notifier.states()))
 
     def _bus(self) -> Iterator[Metric]:
         stats = self.bridge.bus.stats()

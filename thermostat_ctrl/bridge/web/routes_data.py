@@ -12,6 +12,7 @@ from ..acquisition import schema
 from ..acquisition.poller import PollError
 from ..acquisition.sample import Sample
 from ..runtime import Device
+from ..status import fresh_sample, stale_after
 from ..storage.csvformat import iso_time
 from . import render
 from .deps import device_of, invalid
@@ -136,13 +137,13 @@ async def report(request: Request, device: Device = Depends(device_of)) -> Respo
     """The latest reading; 503 before the first one or when it is older than
     three poll periods."""
     poller = device.poller
-    sample = poller.fresh()
+    sample = fresh_sample(device)
     if sample is None:
         if poller.latest is None:
             reason = "no reading yet"
         else:
             reason = "stale: the latest reading is {:.1f} s old (limit {:g} s)".format(
-                poller.sample_age(), poller.stale_after)
+                poller.sample_age(), stale_after(poller.period))
         if poller.last_error:
             reason += "; last error: " + poller.last_error
         raise HTTPException(503, reason)

@@ -7,48 +7,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from ..runtime import Bridge, Device
-from ..storage.csvformat import iso_time
+from ..runtime import Bridge
+from ..status import DeviceStatus, device_status
 from .deps import DeviceName, bridge_of, find_device
 
 router = APIRouter(tags=["operations"])
-
-
-class DeviceHealth(BaseModel):
-    """State of one device's poller and CSV log."""
-
-    name: str = Field(examples=["thermostat0"])
-    address: Optional[str] = Field(description="HOST:PORT polled, null before start",
-                                   examples=["192.168.1.26:23"])
-    status: str = Field(description="`ok`, `stale`, `no data` or `failed` (see `error`)",
-                        examples=["ok"])
-    stale: bool = Field(description="No reading within three poll periods")
-    connected: bool = Field(description="A device connection is open")
-    firmware: Optional[str] = Field(description="Firmware dialect, null before detection",
-                                    examples=["2025"])
-    hwrev: Optional[str] = Field(description="Hardware revision, null before it is known",
-                                 examples=["v2.2"])
-    simulation: bool = Field(description="The device is the built-in simulator")
-    poll_period_s: float = Field(examples=[1.0])
-    last_poll_ts: Optional[int] = Field(description="Epoch ms of the latest successful poll",
-                                        examples=[1795759540123])
-    last_poll_time: Optional[str] = Field(examples=["2026-11-28T06:05:40.123Z"])
-    sample_age_s: Optional[float] = Field(description="Seconds since the latest successful poll",
-                                          examples=[0.4])
-    polls_ok: int = Field(examples=[3600])
-    polls_failed: int = Field(examples=[2])
-    poll_errors: dict[str, int] = Field(description="Failed polls by reason",
-                                        examples=[{"timeout": 2}])
-    polls_skipped: int = Field(description="Scheduled polls skipped after a late one")
-    csv_rows_written: int
-    csv_write_errors: int
-    rows_refused: int = Field(description="Rows not stored because their timestamp was not"
-                                          " after the previous row's (wall clock went back)")
-    fields: Optional[list[str]] = Field(description="Recorded report fields",
-                                        examples=[["temperature", "tec_i"]])
-    last_error: Optional[str] = Field(
-        description="Why the latest poll failed; null after a success")
-    error: Optional[str] = Field(description="Why polling stopped (e.g. unknown fields)")
 
 
 class Consumer(BaseModel):
@@ -79,45 +42,38 @@ class SinkHealth(BaseModel):
                                       examples=['HTTP 404 {"error":"database not found"}'])
 
 
+class NotifierHealth(BaseModel):
+    """Counters of one notification receiver."""
+
+    url: str = Field(description="The Apprise URL, secrets masked",
+                     examples=["json://127.0.0.1:8080/hook"])
+    sent: int = Field(description="Messages delivered")
+    failed: int = Field(description="Messages given up after every retry")
+    retries: int = Field(description="Failed deliveries that were retried")
+    pending: int = Field(description="Messages waiting (for a retry, among them)")
+    suppressed: int = Field(description="Raises (and their clears) not sent: the rate limit")
+    dropped: int = Field(description="Messages lost because too many were waiting")
+    last_error: Optional[str] = Field(description="The latest failure; null after a success")
+
+
 class Health(BaseModel):
     """State of every device, of the sample bus and of the sinks."""
 
     status: str = Field(description="`ok` when every device is fresh, else the first other"
                                     " device status", examples=["ok"])
-    devices: list[DeviceHealth]
+    devices: list[DeviceStatus]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
     sinks: dict[str, SinkHealth] = Field(
         description="InfluxDB / VictoriaMetrics sinks by write URL (they do not change"
                     " `status`)")
-
-
-def device_health(device: Device) -> DeviceHealth:
-    """One device's current :class:`DeviceHealth`."""
-    poller, store = device.poller, device.store
-    latest = poller.latest
-    if poller.fatal is not None:
-        status = "failed"
-    elif latest is None:
-        status = "no data"
-    else:
-        status = "ok" if poller.fresh() is not None else "stale"
-    address = None if device.address is None else "{}:{}".format(*device.address)
-    return DeviceHealth(
-        name=device.name, address=address, status=status, stale=status != "ok",
-        connected=poller.connected, firmware=poller.firmware, hwrev=poller.hwrev,
-        simulation=device.simulation is not None, poll_period_s=poller.period,
-        last_poll_ts=None if latest is None else latest.ts,
-        last_poll_time=None if latest is None else iso_time(latest.ts),
-        sample_age_s=poller.sample_age(), polls_ok=poller.polls_ok,
-        polls_failed=poller.polls_failed, poll_errors=dict(poller.failures),
-        polls_skipped=poller.skipped, csv_rows_written=store.rows_written,
-        csv_write_errors=store.write_errors, rows_refused=store.out_of_order, fields=poller.fields,
-        last_error=poller.last_error, error=poller.fatal)
+    notifiers: list[NotifierHealth] = Field(
+        description="Alarm notification receivers (they do not change `status`)")
+    alarms: int = Field(description="Active alarms (see `/alarms`)")
 
 
 def bridge_health(bridge: Bridge) -> Health:
     """The whole bridge's current :class:`Health`."""
-    devices = [device_health(d) for d in bridge.devices.values()]
+    devices = [device_status(bridge, d) for d in bridge.devices.values()]
     status = next((d.status for d in devices if d.status != "ok"), "ok")
     consumers = {name: Consumer(**vars(s)) for name, s in bridge.bus.stats().items()}
     sinks = {}
@@ -125,22 +81,25 @@ def bridge_health(bridge: Bridge) -> Health:
         state = vars(sink.state())
         sinks[state.pop("url")] = SinkHealth(**{k: v for k, v in state.items()
                                                if k in SinkHealth.model_fields})
-    return Health(status=status, devices=devices, consumers=consumers, sinks=sinks)
+    notifiers = [] if bridge.notifier is None else [
+        NotifierHealth(**vars(state)) for state in bridge.notifier.states()]
+    return Health(status=status, devices=devices, consumers=consumers, sinks=sinks,
+                  notifiers=notifiers, alarms=len(bridge.alarms.active()))
 
 
 def _answer(state: BaseModel) -> JSONResponse:
     return JSONResponse(state.model_dump(), status_code=200 if state.status == "ok" else 503)
 
 
-@router.get("/devices", response_model=list[DeviceHealth])
-async def devices(bridge: Bridge = Depends(bridge_of)) -> list[DeviceHealth]:
+@router.get("/devices", response_model=list[DeviceStatus])
+async def devices(bridge: Bridge = Depends(bridge_of)) -> list[DeviceStatus]:
     """Every device with its address, firmware, connection, latest sample
     time, staleness and poll error counts."""
-    return [device_health(d) for d in bridge.devices.values()]
+    return [device_status(bridge, d) for d in bridge.devices.values()]
 
 
-@router.get("/health", response_model=Union[Health, DeviceHealth],
-            responses={503: {"model": Union[Health, DeviceHealth],
+@router.get("/health", response_model=Union[Health, DeviceStatus],
+            responses={503: {"model": Union[Health, DeviceStatus],
                              "description": "Some device (or the one named) has no fresh"
                                             " reading"}})
 async def health(request: Request, device: DeviceName = None) -> JSONResponse:
@@ -149,7 +108,8 @@ async def health(request: Request, device: DeviceName = None) -> JSONResponse:
     With `device`: that device's state, 200 when it is fresh."""
     if device is None:
         return _answer(bridge_health(request.app.state.bridge))
-    return _answer(device_health(find_device(request, device)))
+    bridge = request.app.state.bridge
+    return _answer(device_status(bridge, find_device(request, device)))
 
 
 @router.get("/metrics", response_class=Response,

@@ -13,6 +13,9 @@ run, see :mod:`.routes_procedures`) comes with the status when it changed.
 ``GET /stream/devices`` sends a ``devices`` event with every device's state
 and latest row every :data:`STATUS_S` seconds, for an overview of the lab.
 
+Both send an ``alarms`` event (the active alarms, as ``/alarms`` lists them)
+when they start and whenever the alarms change.
+
 Each client reads its own lossy, bounded bus queue (:data:`BACKLOG`
 samples).  A client that falls that far behind, or whose socket takes more
 than :data:`SEND_TIMEOUT_S` to accept an event, is dropped (it may
@@ -37,7 +40,7 @@ from ..runtime import Bridge, Device
 from . import render
 from .deps import bridge_of, device_of
 from .routes_data import TS_MAX
-from .routes_ops import device_health
+from ..status import device_status
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,6 @@ BACKLOG = 100
 SEND_TIMEOUT_S = 5.0
 #: Seconds between status events (at most; the poll period when shorter).
 STATUS_S = 1.0
-#: Without a successful poll for this many poll periods a device counts as disconnected.
-DISCONNECTED_PERIODS = 10
 #: Longest wait for the store to hold the samples polled before a replay.
 CATCH_UP_S = 1.0
 #: Milliseconds a browser waits before it reconnects a dropped stream.
@@ -76,26 +77,31 @@ def _finite(value: float) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-def device_state(device: Device) -> dict:
-    """One device's state for the live view: its ``/devices`` entry plus the
-    PID targets, the output limits, the latest row (None before the first
-    sample), the seconds of samples kept in memory and the thresholds of "stale" and "disconnected" in seconds."""
+def device_state(bridge: Bridge, device: Device) -> dict:
+    """One device's state for the live view: its status snapshot (as in
+    ``/devices``) plus the PID targets, the output limits, the latest row
+    (None before the first sample) and the seconds of samples kept in memory."""
     poller = device.poller
-    state = device_health(device).model_dump()
+    state = device_status(bridge, device).model_dump()
     latest = poller.latest
     state.update(
         targets=poller.targets, limits=poller.limits, gains=poller.gains,
         latest=None if latest is None else dict(
             ts=latest.ts, **{c: _finite(v) for c, v in zip(latest.columns,
                                                              latest.values.tolist())}),
-        memory_s=device.memory_s, stale_after_s=poller.stale_after,
-        disconnected_after_s=DISCONNECTED_PERIODS * poller.period)
+        memory_s=device.memory_s)
     return state
 
 
-def _status_event(device: Device) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(device_state(device), separators=(",", ":")),
+def _status_event(bridge: Bridge, device: Device) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps(device_state(bridge, device), separators=(",", ":")),
                            event="status")
+
+
+def alarms_event(bridge: Bridge, device: Optional[str] = None) -> ServerSentEvent:
+    """An ``alarms`` event: the active alarms (of ``device``) as ``/alarms`` gives them."""
+    alarms = [a.public() for a in bridge.alarms.active(device=device)]
+    return ServerSentEvent(json.dumps(alarms, separators=(",", ":")), event="alarms")
 
 
 def _sample_event(ts: int, columns, values) -> ServerSentEvent:
@@ -146,8 +152,9 @@ def _procedure_events(control, device: Device) -> Callable[[], Optional[ServerSe
     return changed
 
 
-async def _device_events(bus: SampleBus, device: Device, after: Optional[int],
+async def _device_events(bridge: Bridge, device: Device, after: Optional[int],
                          control=None) -> AsyncIterator[ServerSentEvent]:
+    bus: SampleBus = bridge.bus
     loop = asyncio.get_running_loop()
     every = min(STATUS_S, device.poller.period)
     # Subscribed before the replay is read: a sample is in one or both, never in neither.
@@ -161,7 +168,9 @@ async def _device_events(bus: SampleBus, device: Device, after: Optional[int],
                 last = int(event.id)
                 yield event
         procedure = _procedure_events(control, device) if control is not None else None
-        yield _status_event(device)
+        yield _status_event(bridge, device)
+        alarms_seen = bridge.alarms.version
+        yield alarms_event(bridge, device.name)
         next_status = loop.time() + every
         while True:
             try:
@@ -179,8 +188,11 @@ async def _device_events(bus: SampleBus, device: Device, after: Optional[int],
                 if last is None or sample.ts > last:
                     last = sample.ts
                     yield _sample_event(sample.ts, sample.columns, sample.values)
+            if bridge.alarms.version != alarms_seen:
+                alarms_seen = bridge.alarms.version
+                yield alarms_event(bridge, device.name)
             if loop.time() >= next_status:
-                yield _status_event(device)
+                yield _status_event(bridge, device)
                 event = procedure() if procedure is not None else None
                 if event is not None:
                     yield event
@@ -219,14 +231,18 @@ async def stream(request: Request, device: Device = Depends(device_of),
     falls 100 samples behind, or stops reading for 5 s, is dropped (it may
     reconnect)."""
     since = last_event_id if last_event_id is not None else after
-    return _response(_device_events(request.app.state.bridge.bus, device, since,
+    return _response(_device_events(request.app.state.bridge, device, since,
                                     getattr(request.app.state, "control", None)))
 
 
 async def _lab_events(bridge: Bridge) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(retry=RETRY_MS)
+    alarms_seen = None
     while True:
-        states = [device_state(d) for d in bridge.devices.values()]
+        if bridge.alarms.version != alarms_seen:
+            alarms_seen = bridge.alarms.version
+            yield alarms_event(bridge)
+        states = [device_state(bridge, d) for d in bridge.devices.values()]
         yield ServerSentEvent(json.dumps(states, separators=(",", ":")), event="devices")
         await asyncio.sleep(STATUS_S)
 
