@@ -132,7 +132,7 @@ def test_a_target_set_on_the_page_is_read_back_and_audited(page, lab):
     page.screenshot(path=str(shots / "settings-panel.png"), full_page=True)
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         page.screenshot(path=str(README_SHOT), full_page=False)
-    assert page.errors == []
+    assert page.errors == [], page.errors
 
 
 def test_without_the_token_the_controls_are_disabled(page, lab):
@@ -258,7 +258,7 @@ def test_the_autotune_shows_its_progress_and_abort_restores(page, lab):
         assert after[key] == before[key], key
     whats = [(e["what"], e["result"]) for e in api(url, "GET", "/audit").json()[-3:]]
     assert whats == [("autotune", "started"), ("abort", "ok"), ("autotune", "aborted")]
-    assert page.errors == []
+    assert page.errors == [], page.errors
 
 
 def test_a_snapshot_of_a_2025_device_restores_onto_a_2023_one(page, lab, tmp_path):
@@ -290,4 +290,4 @@ def test_a_snapshot_of_a_2025_device_restores_onto_a_2023_one(page, lab, tmp_pat
         assert s0["pid"]["kp"] == pytest.approx(0.61) and s0["pid"]["ki"] == pytest.approx(0.021)
         assert "bob" in api(old_url, "GET", "/audit").json()[-1]["who"]
         assert api(old_url, "GET", "/audit").json()[-1]["what"] == "restore"
-    assert page.errors == []
+    assert page.errors == [], page.errors
