@@ -585,6 +585,7 @@
              " · firmware " + (s.firmware || "?") + ", hardware " + (s.hwrev || "?") +
              " · poll errors: " + errorsText(s.poll_errors)));
       }));
+      emit("overview", { states: this.states });
     }
 
     tick() { this.render(); }
