@@ -131,7 +131,7 @@ def test_a_target_set_on_the_page_is_read_back_and_audited(page, lab):
     assert ALICE not in page.content(), "the token is never in the page"
     page.screenshot(path=str(shots / "settings-panel.png"), full_page=True)
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        page.screenshot(path=str(README_SHOT), full_page=False)
+        page.screenshot(path=str(README_SHOT), full_page=True)
     assert page.errors == [], page.errors
 
 
