@@ -19,3 +19,16 @@ async def lab_client(tmp_path):
     async with running_bridge(tmp_path, simulation=3) as (bridge, client):
         await polled(bridge, 5)
         yield bridge, client
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (skips with the reason
+    when Playwright or Chromium is missing)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
+                                                                 " (pip install playwright)")
+    from browser_kit import launch_chromium
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()

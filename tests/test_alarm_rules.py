@@ -18,7 +18,8 @@ RNG = np.random.default_rng(1)
 
 
 def window(seconds: float, temperature=25.0, target=25.0, engaged=1.0, i_set=0.2, tec_i=None,
-           noise=0.002, settled=True, settling_since=None, limits=(1.0, 1.0)) -> ChannelWindow:
+           noise=0.002, settled=True, settling_since=None, limits=(1.0, 1.0),
+           settled_since=-1e9) -> ChannelWindow:
     """``seconds`` of samples every :data:`PERIOD` ending at t = 1000 s; each
     quantity a constant or a function of t."""
     t = np.arange(1000 - seconds, 1000 + 1e-9, PERIOD)
@@ -31,7 +32,8 @@ def window(seconds: float, temperature=25.0, target=25.0, engaged=1.0, i_set=0.2
     tec_i = i_set + RNG.normal(0, 0.03, len(t)) if tec_i is None else series(tec_i)
     return ChannelWindow(t, temperature, series(target), series(engaged), i_set, tec_i,
                          i_set.copy(), max_i_pos=limits[0], max_i_neg=limits[1],
-                         settled=settled, settling_since=settling_since)
+                         settled=settled, settling_since=settling_since,
+                         settled_since=settled_since if settled else None)
 
 
 def params(name: str, **overrides) -> dict:
@@ -128,6 +130,9 @@ def test_drift_on_a_slow_ramp_of_the_error_only():
     assert isinstance(ramp, Finding) and ramp.value == pytest.approx(0.05, rel=0.1)
     assert check("drift", window(3700)) == OK
     assert check("drift", window(600)) == OK  # too short to say
+    # Settled only within the window: the ramp may be the end of its settling.
+    assert check("drift", window(3700, temperature=lambda t: 25 + 0.05 * (t - 1000) / 3600,
+                                 settled_since=900.0)) == OK
 
 
 # ------------------------------------------------------------- device rules

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import launch_chromium, served_bridge
+from browser_kit import served_bridge
 from harness import FIRST, now_ms, wait_until
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
-                                                             " (pip install playwright)")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
+                                                 " (pip install playwright)")
 
 ROOT = Path(__file__).resolve().parent.parent
 README_SHOT = ROOT / "scripts" / "screenshots" / "live-view.png"
@@ -50,14 +50,6 @@ def lab(tmp_path_factory):
         wait_until(lambda: all(d.poller.polls_ok >= 10 and d.poller.targets
                                for d in bridge.devices.values()), 30, "10 polls of each device")
         yield bridge, url, tmp_path_factory.mktemp("screenshots")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 class Watched:

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from harness import FIRST, parse_csv, polled, running_bridge
+from thermostat_ctrl.bridge.web.routes_alarms import AlarmOut
 from thermostat_ctrl.bridge.acquisition.schema import columns_for
 from thermostat_ctrl.bridge.storage.downsample import bucket_width
 from thermostat_ctrl.bridge.storage.store import Store
@@ -84,13 +85,15 @@ def test_dashboards_reference_provisioned_datasources_and_valid_units():
         assert "id" not in dashboard and dashboard["uid"] not in uids
         uids.add(dashboard["uid"])
         titles = [p["title"] for p in dashboard["panels"]]
+        alarms = (["Channel state"] if "prometheus" in path.name else []) + ["Active alarms"]
         assert titles == ["Data fresh / stale", "Poll errors", "Temperature and setpoint",
                           "Temperature error (T - setpoint)", "TEC current: measured and set",
-                          "TEC voltage", "PID output", "PID engaged"]
+                          "TEC voltage", "PID output", "PID engaged", *alarms]
         for panel, target in targets(dashboard):
             for ref in (panel["datasource"], target["datasource"]):
                 assert ref["uid"] in sources and sources[ref["uid"]]["type"] == ref["type"]
-            assert panel["fieldConfig"]["defaults"]["unit"] in UNITS
+            if panel["type"] in ("timeseries", "stat"):
+                assert panel["fieldConfig"]["defaults"]["unit"] in UNITS
         assert dashboard["panels"][2]["fieldConfig"]["defaults"]["unit"] == "celsius"
         (variable,) = dashboard["templating"]["list"]
         assert variable["name"] == "device" and variable["type"] == "query"
@@ -111,7 +114,7 @@ def test_lines_break_only_where_the_data_says_so():
 def test_prometheus_panels_query_exported_metrics_of_the_chosen_device():
     exported = {name for name, _ in CHANNEL_METRICS.values()} | {
         "thermostat_target_temperature_celsius", "thermostat_up",
-        "thermostat_poll_errors_total"}
+        "thermostat_poll_errors_total", "thermostat_channel_state", "thermostat_alarm_active"}
     dashboard = load("prometheus")
     assert dashboard["templating"]["list"][0]["query"]["query"] == \
         "label_values(thermostat_up, device)"
@@ -137,6 +140,10 @@ def test_infinity_targets_use_backend_parser_time_macros_device_and_max_points()
         assert any(target["url"].startswith(host) for host in allowed)
         if target["url"].endswith("/devices"):
             assert target["type"] == "json"
+            continue
+        if target["url"].endswith("/alarms"):
+            assert target["type"] == "json"
+            assert target["url_options"]["params"] == [{"key": "device", "value": "${device}"}]
             continue
         assert target["type"] == "csv"
         params = {p["key"]: p["value"] for p in target["url_options"]["params"]}
@@ -172,6 +179,11 @@ async def test_infinity_queries_get_the_columns_they_select(tmp_path):
                     assert [row["name"] for row in rows] == list(bridge.devices)
                     assert all({c["selector"] for c in target["columns"]} <= set(row)
                                for row in rows)
+                    continue
+                if path == "/alarms":
+                    assert r.json() == []  # the simulation has none; the columns exist:
+                    assert {c["selector"] for c in target["columns"]} <= set(
+                        AlarmOut.model_fields)
                     continue
                 rows = parse_csv(r.text)
                 assert {c["selector"] for c in target["columns"]} <= set(rows[0])
@@ -284,11 +296,11 @@ def gaps_in(window: tuple, gaps: list) -> tuple:
 
 
 def test_prometheus_example_config():
-    config = yaml.safe_load((SCRIPTS / "prometheus.yml").read_text())
+    config = yaml.safe_load((SCRIPTS / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "config", str(SCRIPTS / "prometheus.yml")],
+        r = subprocess.run(["promtool", "check", "config", str(SCRIPTS / "prometheus" / "prometheus.yml")],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
 

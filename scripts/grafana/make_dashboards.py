@@ -137,6 +137,56 @@ def _stat(panel_id: int, title: str, x: int, kind: str, what: str) -> dict:
     return panel
 
 
+#: Regulation state (thermostat_channel_state) -> (code in the state timeline, colour).
+STATES = {"off": (0, "gray"), "settling": (1, "blue"), "in_band": (2, "green"),
+          "out_of_band": (3, "orange"), "fault": (4, "red")}
+
+
+def _alarm_panels(kind: str, y: int) -> list:
+    """The channels' state timeline (Prometheus) and the active alarms (both)."""
+    panels = []
+    width = 24
+    if kind == "prometheus":
+        expr = " or ".join('thermostat_channel_state{{device="$device",state="{}"}} * {}'.format(
+            state, code) for state, (code, _) in STATES.items())
+        mappings = [{"type": "value", "options": {str(code): {
+            "text": state.replace("_", " "), "color": color, "index": code}
+            for state, (code, color) in STATES.items()}}]
+        panels.append({
+            "type": "state-timeline", "title": "Channel state", "datasource": PROMETHEUS,
+            "gridPos": {"x": 0, "y": y, "w": 12, "h": 6},
+            "targets": [{"refId": "A", "datasource": PROMETHEUS, "legendFormat": "ch{{channel}}",
+                         "expr": "sum by (channel) ({})".format(expr)}],
+            "fieldConfig": {"defaults": {"mappings": mappings, "color": {"mode": "fixed"}},
+                            "overrides": []},
+            "options": {"showValue": "never", "mergeValues": True, "rowHeight": 0.8}})
+        width = 12
+        target = {"refId": "A", "datasource": PROMETHEUS, "instant": True, "format": "table",
+                  "expr": 'thermostat_alarm_active{device="$device"} == 1'}
+        organize = [{"id": "organize", "options": {
+            "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True,
+                              "instance": True}}}]
+    else:
+        target = {"refId": "A", "datasource": INFINITY, "type": "json", "source": "url",
+                  "parser": "backend", "format": "table", "url": BRIDGE + "/alarms",
+                  "url_options": {"method": "GET", "data": "",
+                                  "params": [{"key": "device", "value": "${device}"}]},
+                  "columns": [{"selector": k, "text": k, "type": t} for k, t in (
+                      ("severity", "string"), ("message", "string"),
+                      ("first_seen", "timestamp_epoch"), ("acknowledged_by", "string"))],
+                  "root_selector": "", "filters": []}
+        organize = []
+    panel = {"type": "table", "title": "Active alarms",
+             "datasource": PROMETHEUS if kind == "prometheus" else INFINITY,
+             "gridPos": {"x": 24 - width, "y": y, "w": width, "h": 6}, "targets": [target],
+             "fieldConfig": {"defaults": {}, "overrides": []},
+             "options": {"showHeader": True, "footer": {"show": False}}}
+    if organize:
+        panel["transformations"] = organize
+    panels.append(panel)
+    return panels
+
+
 def _variable(kind: str) -> dict:
     common = {"name": "device", "label": "Device", "type": "query", "refresh": 1,
               "multi": False, "includeAll": False, "sort": 1, "current": {}, "options": [],
@@ -176,6 +226,8 @@ def dashboard(kind: str) -> dict:
         x += width
         if x >= 24:
             x, y = 0, y + 8
+    for panel in _alarm_panels(kind, y if x == 0 else y + 8):
+        panels.append({"id": len(panels) + 1, **panel})
     title = "Thermostat (bridge CSV)" if kind == "infinity" else "Thermostat (Prometheus)"
     return {"uid": "thermostat-" + kind, "title": title, "tags": ["thermostat"],
             "timezone": "browser", "schemaVersion": 39, "version": 2, "editable": True,

@@ -218,6 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         logging.getLogger("thermostat_ctrl.simulator").setLevel(max(level, logging.WARNING))
         # httpx logs every request of the sinks at INFO.
         logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+        # Apprise warns of each failed delivery; the notifier says it once, with the retry.
+        logging.getLogger("apprise").setLevel(max(level, logging.ERROR))
     try:
         sock = bind_socket(config.bind, port)
     except OSError as e:

@@ -317,8 +317,7 @@ def _file_device(table: Any, position: int, defaults: dict) -> DeviceConfig:
         raise ValueError("{} ({}): {}".format(where, name, e)) from None
     options = dict(defaults)
     if "alarms" in table:
-        options["alarms"] = alarm_settings.check(table["alarms"], "{} ({}) alarms".format(
-            where, name), channels=True)
+        options["alarms"] = table["alarms"]  # checked by read_toml, which knows the file
     for key in ("firmware", "poll_period", "timeout"):
         if key in table:
             options[key] = table[key]
@@ -351,6 +350,11 @@ def read_toml(path: str) -> dict:
     devices = data.pop("device", [])
     if not isinstance(devices, list):
         raise ValueError("{}: device must be an array of tables ([[device]])".format(path))
+    for position, table in enumerate(devices):
+        if isinstance(table, dict) and "alarms" in table:
+            alarm_settings.check(table["alarms"], "{}: [[device]] {} ({}) alarms".format(
+                path, position + 1, table.get("name", DEFAULT_NAME.format(position))),
+                channels=True)
     data["file_devices"] = devices
     return data
 

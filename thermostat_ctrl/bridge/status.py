@@ -65,6 +65,7 @@ class RegulationTracker:
         self.since: Optional[float] = None  #: time (s, epoch) the state began
         self.settled = False
         self.settling_since: Optional[float] = None
+        self.settled_since: Optional[float] = None
         self._in_band_since: Optional[float] = None
         self._target: Optional[float] = None
         self._engaged = False
@@ -74,12 +75,14 @@ class RegulationTracker:
         """Account for one sample (NaN for a missing value); the new state."""
         if not engaged:
             self.settled, self.settling_since, self._in_band_since = False, None, None
+            self.settled_since = None
             state = "off"
         else:
             if not math.isnan(target):
                 changed = self._target is not None and abs(target - self._target) > TARGET_EPSILON
                 if not self._engaged or changed:
                     self.settled, self.settling_since, self._in_band_since = False, t, None
+                    self.settled_since = None
                 self._target = target
             if math.isnan(temperature):
                 self._in_band_since = None
@@ -90,8 +93,8 @@ class RegulationTracker:
                 if abs(temperature - target) <= band_k:
                     if self._in_band_since is None:
                         self._in_band_since = t
-                    if t - self._in_band_since >= hold_s:
-                        self.settled, self.settling_since = True, None
+                    if t - self._in_band_since >= hold_s and not self.settled:
+                        self.settled, self.settling_since, self.settled_since = True, None, t
                 else:
                     self._in_band_since = None
                 if not self.settled:

@@ -65,8 +65,8 @@ async def serve_control(faults: Faults, host: str, port: int) -> asyncio.base_ev
                 reply = apply(faults, line.decode("utf-8", "replace"))
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
-        except ConnectionError:
-            pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client left, or the simulator is stopping
         finally:
             writer.close()
 

@@ -71,7 +71,8 @@ class ChannelHistory:
         return ChannelWindow(rows[:, 0], *columns,
                              max_i_pos=_number(limits.get("max_i_pos")),
                              max_i_neg=_number(limits.get("max_i_neg")),
-                             settled=tracker.settled, settling_since=tracker.settling_since)
+                             settled=tracker.settled, settling_since=tracker.settling_since,
+                             settled_since=tracker.settled_since)
 
 
 def _number(value) -> Optional[float]:
@@ -163,11 +164,6 @@ class AlarmMonitor:
     def band_k(self, device: str, ch: int) -> float:
         """The band (K) of channel ``ch`` of ``device``."""
         return self._watched[device].bands[ch][0]
-
-    def window(self, device: str, ch: int) -> ChannelWindow:
-        """The recent samples of channel ``ch`` of ``device``."""
-        watched = self._watched[device]
-        return watched.history.window(ch, watched.trackers[ch], watched.device.poller.limits)
 
     # ------------------------------------------------------------- running
 

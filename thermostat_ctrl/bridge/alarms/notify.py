@@ -152,7 +152,7 @@ class Notifier:
                  body: str, kind: str) -> None:
         target = self._targets[index]
         apprise = _apprise()
-        with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
+        with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:
             try:
                 ok = target.plugin.notify(body=body, title=title, notify_type=kind)
             except Exception as e:  # a plugin's bug is one failed delivery

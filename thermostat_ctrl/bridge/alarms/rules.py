@@ -41,6 +41,7 @@ class ChannelWindow:
     max_i_neg: Optional[float] = None
     settled: bool = False  #: reached the band after the latest target change
     settling_since: Optional[float] = None  #: time of that change while not yet settled
+    settled_since: Optional[float] = None  #: time it settled, while settled
 
     def last(self, seconds: float) -> "ChannelWindow":
         """The samples of the last ``seconds`` (relative to the newest)."""
@@ -49,7 +50,8 @@ class ChannelWindow:
         start = int(np.searchsorted(self.t, self.t[-1] - seconds, side="left"))
         return ChannelWindow(*(getattr(self, name)[start:] for name in _ARRAYS),
                              max_i_pos=self.max_i_pos, max_i_neg=self.max_i_neg,
-                             settled=self.settled, settling_since=self.settling_since)
+                             settled=self.settled, settling_since=self.settling_since,
+                             settled_since=self.settled_since)
 
     def covers(self, seconds: float) -> bool:
         """True when the samples span at least ``seconds``."""
@@ -254,10 +256,13 @@ def not_settled(w: ChannelWindow, p: dict, active: bool) -> Verdict:
 
 def drift(w: ChannelWindow, p: dict, active: bool) -> Verdict:
     """The least-squares slope of the error over ``window_s`` above
-    ``max_k_per_h`` (the PID engaged throughout)."""
+    ``max_k_per_h``, on a channel settled for the whole window (a settling
+    transient is no drift)."""
     w = w.last(p["window_s"])
     if not w.covers(p["window_s"] * 0.9):
         return UNKNOWN if active else OK
+    if not w.settled or w.settled_since is None or w.settled_since > w.t[0]:
+        return OK
     error = w.error
     keep = ~np.isnan(error) & (w.engaged > 0)
     if keep.sum() < 10:

@@ -39,6 +39,14 @@ CHANNEL_METRICS = {
 }
 
 
+#: Output limit (``output`` reply key) -> (metric name, help text).
+LIMIT_METRICS = {
+    "max_i_pos": ("thermostat_max_current_positive_amperes", "Limit of the cooling current"),
+    "max_i_neg": ("thermostat_max_current_negative_amperes", "Limit of the heating current"),
+    "max_v": ("thermostat_max_voltage_volts", "Limit of the TEC voltage"),
+}
+
+
 def _number(value) -> Optional[float]:
     """A report value as float (bool as 0/1); None for null and non-numbers."""
     return float(value) if isinstance(value, (bool, int, float)) else None
@@ -76,6 +84,7 @@ class BridgeCollector(Collector):
                         targets.add_metric([device.name, str(ch)], float(target))
         if targets.samples:
             yield targets
+        yield from self._limits(devices, fresh)
         yield from self._device_state(devices)
         yield from self._alarms()
         yield from self._bus()
@@ -136,6 +145,21 @@ class BridgeCollector(Collector):
                                          "hwrev": status.hwrev or "unknown"})
         yield from (up, last, age, duration, *counters.values(), errors, connection, state,
                     info)
+
+    def _limits(self, devices: list, fresh: dict) -> Iterator[Metric]:
+        families = {key: GaugeMetricFamily(name, documentation + " (refreshed every few polls)",
+                                           labels=["device", "channel"])
+                    for key, (name, documentation) in LIMIT_METRICS.items()}
+        for device in devices:
+            limits = device.poller.limits
+            if fresh[device.name] is None or limits is None:
+                continue
+            for ch, channel in enumerate(limits):
+                for key, family in families.items():
+                    value = _number(channel.get(key))
+                    if value is not None:
+                        family.add_metric([device.name, str(ch)], value)
+        yield from (family for family in families.values() if family.samples)
 
     def _alarms(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(

@@ -1,6 +1,7 @@
 // The bridge's live view: an overview of every device and, per device, plots
 // of both channels on one time axis, fed by /series (history) and /stream
-// (Server-Sent Events).  Read-only: it only ever GETs from this origin.
+// (Server-Sent Events).  Read-only: it only ever GETs from this origin (the
+// alarm buttons of alarms.js are the page's only writes).
 "use strict";
 
 (() => {
@@ -53,6 +54,22 @@
   }
 
   // ------------------------------------------------------ device state words
+
+  // A channel's regulation state (the bridge's status snapshot) as a badge.
+  const REGULATION = { in_band: "IN BAND", settling: "SETTLING", out_of_band: "OUT OF BAND",
+                       off: "PID OFF", fault: "FAULT" };
+  function badge(channel) {
+    const state = channel && channel.state;
+    return el("span", { class: "badge " + (state || "unknown"), title: state && channel.since_ts
+                          ? "since " + new Date(channel.since_ts).toLocaleString([], { hour12: false }) : "" },
+              state ? REGULATION[state] || state : "NO DATA");
+  }
+
+  // The alarm banner (alarms.js) listens to the stream's "alarms" events.
+  function forwardAlarms(stream) {
+    stream.addEventListener("alarms", (e) =>
+      window.dispatchEvent(new CustomEvent("thermostat-alarms", { detail: JSON.parse(e.data) })));
+  }
 
   // The state in words, from the bridge's thresholds and the sample age
   // extrapolated since the status arrived.
@@ -112,13 +129,16 @@
   // Per channel: [title, unit, series]; a series is [label, value(c, i), colour, dash, role].
   // c is the channel's row accessor; "limit" and "band" series do not set the y range.
   function plotSpecs(ch) {
-    const t = "temperature_ch" + ch, sp = "target_ch" + ch;
+    const t = "temperature_ch" + ch;
+    // The setpoint (and the error) only where the PID is engaged: with the PID
+    // off the output is a constant current and the stored target means nothing.
+    const setpoint = (c, i) => (c("pid_engaged_ch" + ch, i) === 0 ? null : c("target_ch" + ch, i));
     return [
       ["Temperature", "°C", [
         ["temperature", (c, i) => c(t, i), COLORS.temperature, null, "trace", 4],
-        ["setpoint", (c, i) => c(sp, i), COLORS.setpoint, [6, 4], "trace", 4]]],
+        ["setpoint", setpoint, COLORS.setpoint, [6, 4], "trace", 4]]],
       ["Error: temperature − setpoint", "mK", [
-        ["error", (c, i) => diff(c(t, i), c(sp, i), 1000), COLORS.temperature, null, "trace", 2],
+        ["error", (c, i) => diff(c(t, i), setpoint(c, i), 1000), COLORS.temperature, null, "trace", 2],
         ["+tolerance", (c, i) => c.tol, COLORS.band, [3, 3], "band", 2],
         ["−tolerance", (c, i) => -c.tol, COLORS.band, [3, 3], "band", 2]]],
       ["TEC current", "A", [
@@ -244,6 +264,7 @@
       stream.addEventListener("open", () => this.app.bridgeUp(true));
       stream.addEventListener("error", () => this.app.bridgeUp(false));
       stream.addEventListener("sample", (e) => this.onSample(JSON.parse(e.data)));
+      forwardAlarms(stream);
       stream.addEventListener("status", (e) => {
         this.status = JSON.parse(e.data);
         this.statusAt = performance.now();
@@ -385,13 +406,17 @@
         const ch = Number(article.dataset.channel);
         const last = (name) => (n ? table.col(name)[n - 1] : null);
         const t = last("temperature_ch" + ch), sp = last("target_ch" + ch);
+        const channel = this.status && this.status.channels ? this.status.channels[ch] : null;
+        const off = last("pid_engaged_ch" + ch) === 0;
+        $("h2", article).replaceChildren("Channel " + ch + " ", badge(channel));
         $(".now", article).replaceChildren(
           el("span", { class: "temperature" }, fixed(t, 4) + " °C"),
-          el("span", {}, "setpoint " + fixed(sp, 3) + " °C"),
-          el("span", {}, "error " + signed(diff(t, sp, 1000), 2) + " mK"),
+          ...(off ? [el("span", {}, "PID off: constant current " + fixed(last("i_set_ch" + ch), 3) + " A")]
+                  : [el("span", {}, "setpoint " + fixed(sp, 3) + " °C"),
+                     el("span", {}, "error " + signed(diff(t, sp, 1000), 2) + " mK")]),
           el("span", {}, "TEC " + fixed(last("tec_i_ch" + ch), 3) + " A, " +
                          fixed(last("tec_u_meas_ch" + ch), 3) + " V"),
-          el("span", {}, last("pid_engaged_ch" + ch) ? "PID on" : "PID off"),
+          el("span", {}, off ? "" : "PID on"),
           ...(gone ? [el("span", { class: "seen" }, "last seen " + duration(state.age) + " ago")] : []));
       });
     }
@@ -402,7 +427,9 @@
       const table = this.shown;
       const tol = this.tolerance() / 1000;
       return [0, 1].map((ch) => {
-        const t = table.col("temperature_ch" + ch), sp = table.col("target_ch" + ch);
+        const engaged = table.col("pid_engaged_ch" + ch);
+        const t = table.col("temperature_ch" + ch);
+        const sp = table.col("target_ch" + ch).map((v, i) => (engaged[i] === 0 ? null : v));
         let n = 0, sum = 0, min = Infinity, max = -Infinity;
         const inWindow = [];
         for (let i = 0; i < table.ts.length; i++) {
@@ -551,6 +578,7 @@
 
     open() {
       const stream = this.stream = new EventSource("stream/devices");
+      forwardAlarms(stream);
       stream.addEventListener("open", () => this.app.bridgeUp(true));
       stream.addEventListener("error", () => this.app.bridgeUp(false));
       stream.addEventListener("devices", (e) => {
@@ -571,10 +599,13 @@
         const rows = [0, 1].map((ch) => {
           const t = row["temperature_ch" + ch];
           const sp = row["target_ch" + ch] ?? (s.targets ? s.targets[ch] : null);
+          const off = row["pid_engaged_ch" + ch] === 0;
           return el("tr", {}, el("th", {}, "ch" + ch),
                     el("td", { class: "big" }, fixed(t, 4) + " °C"),
-                    el("td", {}, "set " + fixed(sp, 3)),
-                    el("td", {}, signed(diff(t, sp, 1000), 2) + " mK"),
+                    el("td", {}, badge(s.channels ? s.channels[ch] : null)),
+                    ...(off ? [el("td", { colspan: "2" }, "constant " + fixed(row["i_set_ch" + ch], 3) + " A")]
+                            : [el("td", {}, "set " + fixed(sp, 3)),
+                               el("td", {}, signed(diff(t, sp, 1000), 2) + " mK")]),
                     el("td", {}, fixed(row["tec_i_ch" + ch], 3) + " A"));
         });
         return el("a", { class: "card", href: "#device=" + encodeURIComponent(s.name), "data-device": s.name },
@@ -645,6 +676,7 @@
 
   const app = new App();
   window.liveApp = app;
+  window.livePage = { el };  // shared with alarms.js
   app.start().catch((e) => {
     $("#link").textContent = "cannot load the devices: " + e.message;
     $("#link").classList.add("down");

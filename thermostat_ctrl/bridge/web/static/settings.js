@@ -155,7 +155,7 @@
       if (!this.access || !this.access.writable) {
         box.replaceChildren(el("span", { class: "badge readonly" }, "READ-ONLY"),
                             el("span", {}, (this.access && this.access.reason) || "this bridge is read-only"));
-        if (mode) mode.textContent = "Read-only bridge.";
+        if (mode) mode.textContent = "Settings: read-only (no write tokens).";
         return;
       }
       if (this.who) {
@@ -163,7 +163,7 @@
                             el("span", {}, "changing as "), el("strong", { class: "who" }, this.who),
                             el("span", { class: "muted" }, " (every change is read back and listed in the audit trail below)"),
                             el("button", { type: "button", class: "lock", onclick: () => this.lock() }, "Lock"));
-        if (mode) mode.textContent = "Changes enabled as " + this.who + ".";
+        if (mode) mode.textContent = "Settings: changes enabled as " + this.who + ".";
         return;
       }
       const input = el("input", { type: "password", id: "write-token", autocomplete: "off", spellcheck: "false",
@@ -174,7 +174,7 @@
                       el("button", { type: "submit" }, "Unlock"),
                       this.accessMessage ? el("span", { class: "error" }, this.accessMessage) : null);
       box.replaceChildren(form);
-      if (mode) mode.textContent = "Changes need a write token.";
+      if (mode) mode.textContent = "Settings: changes need a write token.";
     }
 
     // --------------------------------------------------------- settings
