@@ -2,6 +2,7 @@
 read-back, 422 on each bad field, 409 on a race, 503 when the device is
 down, and the audit trail (with changes made outside the bridge)."""
 
+import contextlib
 import json
 import re
 
@@ -32,11 +33,31 @@ async def writable(tmp_path):
         yield bridge, client
 
 
+@contextlib.asynccontextmanager
+async def own_connection(bridge):
+    """A driver on a connection of the test's own to the simulator (retried
+    while the simulator still counts the test's previous one: it has 4)."""
+    host, port = only(bridge).address
+    driver = Thermostat(host, port)
+    await wait_for(lambda: _connected(driver), what="a connection to the simulator")
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+async def _connected(driver) -> bool:
+    try:
+        await driver.connect()
+    except ConnectionError:
+        return False
+    return True
+
+
 async def device_settings(bridge) -> tuple:
     """(pid, output settings but the PID-driven current) of channel 0, read on
     a connection of the test's own."""
-    host, port = only(bridge).address
-    async with Thermostat(host, port) as driver:
+    async with own_connection(bridge) as driver:
         output = (await driver.get_output())[0]
         if (await driver.report())[0]["pid_engaged"]:
             del output["i_set"]
@@ -178,8 +199,7 @@ async def test_each_resource_answers_the_device_value(writable, path, body, answ
     for key, value in answer.items():
         assert got[key] == pytest.approx(value, rel=1e-6) if value is not None \
             else got[key] is None
-    host, port = only(bridge).address
-    async with Thermostat(host, port) as driver:
+    async with own_connection(bridge) as driver:
         device = {"pid": (await driver.get_pid())[0]["parameters"],
                   "limits": (await driver.get_output())[0],
                   "b_parameter": (await driver.get_b_parameter())[0]["params"],
@@ -286,8 +306,7 @@ async def test_device_down_is_503(writable):
 
 async def test_a_change_made_outside_is_audited(writable):
     bridge, client = writable
-    host, port = only(bridge).address
-    async with Thermostat(host, port) as driver:
+    async with own_connection(bridge) as driver:
         await driver.set_target(1, 27.5)
         await driver.set_pid_params(1, kp=0.25)
     entries = await wait_for(lambda: _outside(bridge), what="the outside changes audited")
