@@ -77,8 +77,12 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
             "Polls {} Thermostat(s) ({}), keeps the last {} s of each in memory and logs"
             " every reading to daily CSV files. Times are epoch milliseconds (`ts`) and"
             " ISO-8601 UTC (`time`); columns are `<field>_ch0`, `<field>_ch1`. With several"
-            " devices, name one with `device=`.".format(len(config.devices), names,
-                                                       config.memory_s)),
+            " devices, name one with `device=`. The *control* endpoints change a device"
+            " (each needs a write token, `Authorization: Bearer`, from `--write-token-file`;"
+            " this bridge has {}) and answer with the value read back; every change is in"
+            " `/audit`.".format(len(config.devices), names, config.memory_s,
+                                "{} write token(s)".format(len(config.write_tokens))
+                                if config.write_tokens else "none: it is read-only")),
         version="2",
         lifespan=lifespan,
     )
