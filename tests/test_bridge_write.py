@@ -190,6 +190,7 @@ async def test_target_is_read_back_and_audited(writable):
     ("postfilter", {"rate": 20.0}, {"rate": 20.0}),
     ("postfilter", {"rate": None}, {"rate": None}),
     ("current", {"value": 0.25}, {"value": 0.25, "pid_engaged": False}),
+    ("polarity", {"value": "reversed"}, {"value": "reversed"}),
 ])
 async def test_each_resource_answers_the_device_value(writable, path, body, answer):
     bridge, client = writable
@@ -197,19 +198,19 @@ async def test_each_resource_answers_the_device_value(writable, path, body, answ
     assert r.status_code == 200, r.text
     got = r.json()
     for key, value in answer.items():
-        assert got[key] == pytest.approx(value, rel=1e-6) if value is not None \
-            else got[key] is None
+        assert got[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value)
     async with own_connection(bridge) as driver:
         device = {"pid": (await driver.get_pid())[0]["parameters"],
                   "limits": (await driver.get_output())[0],
                   "b_parameter": (await driver.get_b_parameter())[0]["params"],
                   "postfilter": (await driver.get_postfilter())[0],
-                  "current": {"value": (await driver.get_output())[0]["i_set"]}}[path]
+                  "current": {"value": (await driver.get_output())[0]["i_set"]},
+                  "polarity": {"value": (await driver.get_output())[0]["polarity"]}}[path]
     for key, value in body.items():
         shown = device.get(key)
         if path == "b_parameter" and key == "t0":
             shown -= 273.15
-        assert shown == (pytest.approx(value, rel=1e-6) if value is not None else None)
+        assert shown == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value)
     [entry] = await audit_of(client)
     assert entry["what"] == path and entry["result"] == "ok"
 
@@ -249,6 +250,7 @@ async def test_engage_and_fan_and_flash(writable):
     ("postfilter", {"rate": 33.0}, "rate"),           # not a supported rate
     ("current", {"value": 5.0}, "value"),             # beyond the firmware's range
     ("current", {"value": True}, "value"),
+    ("polarity", {"value": "sideways"}, "value"),
 ])
 async def test_bad_values_are_422_naming_the_field(writable, path, body, field):
     bridge, client = writable
@@ -484,6 +486,8 @@ async def test_a_restore_refuses_what_the_device_cannot_hold(tmp_path):
     async with running_bridge(tmp_path, write_tokens=TOKENS, firmware="2023") \
             as (bridge, client):
         await polled(bridge, 3)
+        r = await client.put(CH0 + "polarity", json={"value": "reversed"}, headers=AS_ALICE)
+        assert r.status_code == 422 and "firmware 2025" in r.json()["detail"][0]["msg"]
         snap = (await client.get("/devices/{}/snapshot".format(FIRST))).json()
         snap["channels"][0]["limits"]["max_i_pos"] = 2.5   # fits 2023 (3 A)...
         wanted = {**snap, "firmware": "2025"}
@@ -497,6 +501,13 @@ async def test_a_restore_refuses_what_the_device_cannot_hold(tmp_path):
                                                     "max_i_pos"]
             after = (await new_client.get("/devices/{}/snapshot".format(FIRST))).json()
             assert snapshot_module.diff(before, after) == [], "nothing was written"
-            r = await new_client.put("/devices/{}/snapshot".format(FIRST),
-                                     json={"format": "other"}, headers=AS_ALICE)
-            assert r.status_code == 422
+            for bad in [{"format": "other"},
+                        {**wanted, "channels": [1, {"pid": "x"}]},
+                        {**wanted, "channels": [{**wanted["channels"][0], "postfilter": "fast",
+                                                 "pid": {"kp": "big"}}, wanted["channels"][1]]},
+                        {**wanted, "fan": "on", "firmware": "1999"}]:
+                r = await new_client.put("/devices/{}/snapshot".format(FIRST), json=bad,
+                                         headers=AS_ALICE)
+                assert r.status_code == 422, r.text
+                r = await new_client.post("/snapshots/diff", json={"a": bad, "device": FIRST})
+                assert r.status_code == 200, r.text

@@ -75,6 +75,8 @@ def _in_dialect(snapshot: dict, firmware: Optional[str]) -> dict:
         return snapshot
     channels = []
     for c in snapshot.get("channels") or []:
+        if not isinstance(c, dict):
+            return snapshot  # not a snapshot: compared as it is
         polarity = c.get("polarity")
         if firmware != "2025" and polarity == "normal":
             polarity = None  # firmware 2023 shows no polarity: always the normal one
@@ -107,8 +109,8 @@ def _natural(key: str) -> tuple:
 
 def _postfilter(rate: Optional[float], source: str, target: str) -> Optional[float]:
     """The rate on ``target`` of the filter ``rate`` names on ``source``."""
-    if rate is None or source == target:
-        return rate
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or source == target:
+        return rate  # off (None), or not a rate: the check names it
     rates = protocol.POSTFILTER_RATES[source]
     for i, known in enumerate(rates):
         if abs(rate - known) < 0.01:
@@ -131,11 +133,16 @@ def plan(control: Control, device: Device, snapshot: dict) -> list:
         raise SnapshotError([("channels", "needs both channels")])
     writes, problems = [], []
     for ch, c in enumerate(channels):
-        values = {
-            "limits": dict(c["limits"]), "b_parameter": dict(c["b_parameter"]),
-            "postfilter": {"rate": _postfilter(c["postfilter"], source_fw, target_fw)},
-            "pid": dict(c["pid"]), "target": {"value": c["target"]},
-            "polarity": {"value": c.get("polarity") or "normal"}}
+        try:
+            values = {
+                "limits": dict(c["limits"]), "b_parameter": dict(c["b_parameter"]),
+                "postfilter": {"rate": _postfilter(c["postfilter"], source_fw, target_fw)},
+                "pid": dict(c["pid"]), "target": {"value": c["target"]},
+                "polarity": {"value": c.get("polarity") or "normal"}}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            problems.append(("channels[{}]".format(ch), "malformed ({}: {})".format(
+                type(e).__name__, e)))
+            continue
         if target_fw != "2025" and values["polarity"]["value"] == "normal":
             del values["polarity"]  # firmware 2023 has only the normal polarity
         for name in ORDER:
@@ -150,7 +157,7 @@ def plan(control: Control, device: Device, snapshot: dict) -> list:
         if c.get("pid_engaged"):
             writes.append(("engage", ch, {}))
     fan = snapshot.get("fan")
-    if fan is not None:
+    if isinstance(fan, dict):
         power = "auto" if fan.get("auto") else fan.get("power")
         try:
             control.check(device, RESOURCES["fan"], None, {"power": power})

@@ -127,6 +127,18 @@ class Rate(BaseModel):
     rate: Optional[float] = Field(description="Hz; null: off")
 
 
+class PolarityIn(Body):
+    """The output polarity (firmware 2025)."""
+
+    value: Literal["normal", "reversed"] = Field(examples=["normal"])
+    expect: Optional[Literal["normal", "reversed"]] = Field(
+        None, description="The polarity this replaces")
+
+
+class Polarity(BaseModel):
+    value: Optional[str] = Field(description="`normal` or `reversed`")
+
+
 class CurrentIn(Body):
     """A constant TEC current; the PID is switched off."""
 
@@ -288,6 +300,13 @@ async def put_postfilter(request: Request, device: DevicePath, ch: Channel, body
                          who: Writer = Depends(writer)) -> Any:
     """Set the ADC postfilter rate (Hz), or switch it off (null)."""
     return await _write(request, who, device, "postfilter", ch, body)
+
+
+@router.put(CH + "polarity", response_model=Polarity, responses=ERRORS)
+async def put_polarity(request: Request, device: DevicePath, ch: Channel, body: PolarityIn,
+                       who: Writer = Depends(writer)) -> Any:
+    """Set the output polarity (firmware 2025; 422 on 2023, which has only the normal one)."""
+    return await _write(request, who, device, "polarity", ch, body)
 
 
 @router.put(CH + "current", response_model=CurrentOut, responses=ERRORS)
