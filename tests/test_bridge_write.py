@@ -334,6 +334,21 @@ def bridge_app_audit(bridge):
         return [json.loads(line) for line in f]
 
 
+async def test_an_outside_change_just_before_a_write_is_not_hidden_by_it(writable):
+    bridge, client = writable
+    await client.put(CH0 + "target", json={"value": 25.0}, headers=AS_ALICE)
+    poller = only(bridge).poller
+    poller.on_details = None  # the poller does not see the next change...
+    async with own_connection(bridge) as driver:
+        await driver.set_target(0, 27.0)
+    # ... a write does, before it writes.
+    r = await client.put(CH0 + "target", json={"value": 25.5}, headers=AS_BOB)
+    assert r.json() == {"value": 25.5}
+    trail = [(e["who"], e["before"], e["after"]) for e in await audit_of(client)]
+    assert trail[1:] == [(OUTSIDE, {"target": 25.0}, {"target": 27.0}),
+                         ("bob", {"value": 27.0}, {"value": 25.5})], trail
+
+
 async def test_audit_filters(writable):
     bridge, client = writable
     await client.put(CH0 + "target", json={"value": 25.0}, headers=AS_ALICE)

@@ -161,6 +161,16 @@ class SettingsWatch:
         if self.known is not None:
             self.known[ch].update({k: v for k, v in values.items() if k in self.known[ch]})
 
+    def observe(self, ch: int, values: dict) -> None:
+        """Channel ``ch``'s ``values`` as just read (before a bridge write):
+        a difference from the known ones is a change made outside, logged
+        now so that the write does not hide it."""
+        if self.known is None:
+            return
+        old = self.known[ch]
+        self._compare(ch, old, {**old, **{k: v for k, v in values.items() if k in old}})
+        self.accept(ch, values)
+
     def polled(self, poller: Any) -> None:
         """Compare the poller's latest settings with the known ones; log differences."""
         now = polled_settings(poller)

@@ -311,9 +311,7 @@ class Control:
         for name, value in values.items():
             try:
                 resource.check(firmware, ch, name, value)
-            except NotImplementedError as e:
-                raise Invalid(name, str(e)) from None
-            except ValueError as e:
+            except (NotImplementedError, ValueError) as e:  # UnsupportedCommand among them
                 raise Invalid(name, str(e)) from None
         pid_min, pid_max = values.get("output_min"), values.get("output_max")
         if pid_min is not None and pid_max is not None and pid_min > pid_max:
@@ -340,16 +338,21 @@ class Control:
                     ch, job.procedure, job.who))
             watch = self.watches[device.name]
 
+            def watched(setting: dict) -> dict:
+                return {resource.watched[k]: v for k, v in setting.items()
+                        if k in resource.watched}
+
             async def work(d: Thermostat) -> tuple:
                 now = await resource.read(d, ch)
+                if ch is not None and resource.watched:
+                    watch.observe(ch, watched(now))
                 stale = {k: now.get(k) for k, v in expect.items() if not same_value(now.get(k), v)}
                 if stale:
                     return now, None, stale
                 await resource.write(d, ch, values)
                 after = await resource.read(d, ch)
                 if ch is not None and resource.watched:
-                    watch.accept(ch, {resource.watched[k]: v for k, v in after.items()
-                                      if k in resource.watched})
+                    watch.accept(ch, watched(after))
                     await device.poller.refresh_details()  # the rows' setpoint at once
                 return now, after, None
 
