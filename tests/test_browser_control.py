@@ -300,3 +300,21 @@ def test_a_snapshot_of_a_2025_device_restores_onto_a_2023_one(page, lab, tmp_pat
         assert "bob" in api(old_url, "GET", "/audit").json()[-1]["who"]
         assert api(old_url, "GET", "/audit").json()[-1]["what"] == "restore"
     assert page.errors == [], page.errors
+
+
+def test_a_step_test_from_the_page_shows_its_figures(page, lab):
+    bridge, url, shots = lab
+    api(url, "POST", "/devices/{}/channels/0/engage".format(FIRST), ALICE)
+    before = api(url, "GET", "/devices/{}/channels/0/settings".format(FIRST)).json()
+    open_device(page, url, ALICE)
+    form = CH0 + "form.autotune "
+    page.fill(form + "input[name=delta]", "0.3")
+    page.click(form + "button.step")
+    page.click(form + ".message.confirm button.danger")
+    wait_text(page, form + ".job-state", "step_test by alice")
+    wait_text(page, form + ".job-state", "done", timeout=120_000)
+    assert "up: rise" in page.inner_text(form + ".step-result")
+    after = api(url, "GET", "/devices/{}/channels/0/settings".format(FIRST)).json()
+    assert after["target"] == before["target"], "the target is put back"
+    assert api(url, "GET", "/audit").json()[-1]["what"] == "step_test"
+    assert page.errors == [], page.errors

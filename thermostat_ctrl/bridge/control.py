@@ -246,7 +246,7 @@ class Job:
     procedure: str
     who: str
     requested: dict
-    progress: dict = field(default_factory=dict)
+    progress: dict = field(default_factory=lambda: {"state": "running"})
     abort: asyncio.Event = field(default_factory=asyncio.Event)
     task: Optional[asyncio.Task] = None
     result: Optional[dict] = None

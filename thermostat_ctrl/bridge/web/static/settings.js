@@ -340,6 +340,7 @@
       const job = this.jobs[ch];
       const running = job && job.running;
       const target = el("input", { type: "number", step: "any", name: "target", value: show(s.target), "aria-label": "autotune target", inputmode: "decimal" });
+      const delta = el("input", { type: "number", step: "any", name: "delta", value: "0.5", "aria-label": "step test delta", inputmode: "decimal" });
       const rule = el("select", { name: "rule", "aria-label": "autotune rule" },
                       ...s.autotune_rules.map((r) => el("option", { value: r }, r)));
       const form = el("form", { class: "group autotune", "data-group": "autotune",
@@ -350,13 +351,21 @@
                                            " °C for several minutes, then puts it back. Start?",
                                            () => this.write(ch, "autotune", "POST", "autotune", { target: t, rule: rule.value }));
                                 } },
-                      el("h3", {}, "Autotune"),
+                      el("h3", {}, "Autotune and step test"),
                       el("label", { class: "field" }, el("span", { class: "label" }, "at"), target, el("span", { class: "unit" }, "°C")),
                       el("label", { class: "field" }, el("span", { class: "label" }, "rule"), rule),
                       el("div", { class: "actions" },
                          el("button", { type: "submit", class: "write start", disabled: running }, "Start autotune"),
                          el("button", { type: "button", class: "write danger abort", disabled: !running,
                                         onclick: () => this.write(ch, "autotune", "POST", "abort") }, "Abort")),
+                      el("label", { class: "field" }, el("span", { class: "label" }, "step test"), delta, el("span", { class: "unit" }, "K")),
+                      el("div", { class: "actions" },
+                         el("button", { type: "button", class: "write start step", disabled: running || !s.pid_engaged,
+                                        onclick: () => {
+                                          const d = Number(delta.value);
+                                          this.ask(ch, "autotune", "The step test moves the target by " + show(d) + " K and back. Start?",
+                                                   () => this.write(ch, "autotune", "POST", "step_test", { delta: d }));
+                                        } }, "Start step test")),
                       el("div", { class: "job-slot" }, job ? this.jobView(ch, job) : null));
       form.append(this.message(messages, "autotune", ch));
       return form;
@@ -369,7 +378,7 @@
       const job = this.jobs[ch];
       $(".job-slot", form).replaceChildren(...(job ? [this.jobView(ch, job)] : []));
       if (this.canWrite) {
-        $("button.start", form).disabled = !!(job && job.running);
+        form.querySelectorAll("button.start").forEach((n) => { n.disabled = !!(job && job.running); });
         $("button.abort", form).disabled = !(job && job.running);
       } else {
         form.querySelectorAll("button.write").forEach((n) => { n.disabled = true; });
@@ -386,6 +395,12 @@
       const view = el("div", { class: "job" + (job.running ? " running" : ""), role: "status" },
                       el("progress", job.running ? {} : { value: 1, max: 1 }), el("span", { class: "job-state" }, parts.join(" · ")));
       if (job.error) view.append(el("div", { class: "error" }, job.error));
+      const r = job.result;
+      if (r && r.up) {
+        const figures = (f) => (f ? "rise " + show(f.rise_time_s) + " s, overshoot " + show(f.overshoot_k) + " K, settled " +
+                                    (f.settling_time_s == null ? "not within the time allowed" : "in " + show(f.settling_time_s) + " s") : "—");
+        view.append(el("div", { class: "result step-result" }, "up: " + figures(r.up) + " · down: " + figures(r.down)));
+      }
       const g = job.result && job.result.gains;
       if (g && !job.applied) {
         const apply = { kp: g.kp, ki: g.ki, kd: g.kd };
@@ -427,11 +442,12 @@
       if (!this.canWrite) return false;
       const r = await call(method, this.base(ch) + path, body, token());
       if (r.ok) {
-        if (path === "autotune") this.jobs[ch] = r.data;
-        this.say(ch, key, true, path === "autotune" ? "autotune started" : path === "abort" ? "aborting: the channel is being restored"
+        const started = path === "autotune" || path === "step_test";
+        if (started) this.jobs[ch] = r.data;
+        this.say(ch, key, true, started ? path.replace("_", " ") + " started" : path === "abort" ? "aborting: the channel is being restored"
                  : "done; the device now has " + Object.entries(r.data).map(([k, v]) => k + " " + show(v)).join(", "));
         this.refreshAudit();
-        if (path !== "autotune" && path !== "abort") await this.load(ch);
+        if (!started && path !== "abort") await this.load(ch);
         return true;
       }
       if (r.status === 409 && r.data && r.data.current) {
