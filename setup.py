@@ -17,6 +17,7 @@ setup(
                                                  "static/uplot/*"]},
     install_requires=[
         "numpy>=1.25",
+        "scipy>=1.10",  # least squares of the autotune's model fit
         "fastapi>=0.110",
         "uvicorn>=0.27",
         "httptools>=0.6",  # uvicorn's fast HTTP parser (h11, pure Python, otherwise)

@@ -29,6 +29,7 @@
         };
         deps = ps: [
           ps.numpy
+          ps.scipy
           ps.fastapi
           ps.uvicorn
           ps.httptools

@@ -91,7 +91,7 @@ def test_autotune_with_progress_then_step_test():
                  "--json", timeout=120)
     assert result.returncode == 0, result.stderr
     tuned = json.loads(result.stdout)
-    assert tuned["rule"] == "simc" and tuned["gains"]["kp"] > 0
+    assert tuned["rule"] == "designed" and tuned["gains"]["kp"] > 0
     g = tuned["gains"]
     step = run("--simulation", "--speed", "100", "--heat-capacity", "0:20", "step-test", "0",
                "2", "--target", "25", "--kp", str(g["kp"]), "--ki", str(g["ki"]),

@@ -2,6 +2,7 @@
 
     thermostat_ctrl -d 192.168.1.26 report
     thermostat_ctrl --simulation autotune 0 --target 25
+    thermostat_ctrl -d 192.168.1.26 set-target 0 30 --ramp 0.05
 
 Bad input is one line naming the argument and exit status 2; a device or
 procedure error is one line and exit status 1; Ctrl-C during a procedure
@@ -84,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON instead")
     c = command("get", "a setting of both channels, as JSON", channel=False)
     c.add_argument("topic", choices=GET_TOPICS)
-    c = command("set-target", "set the PID target (degC)")
+    c = command("set-target", "set the PID target (degC), at once or ramped")
     c.add_argument("target", type=argtypes.number)
+    c.add_argument("--ramp", type=argtypes.positive, metavar="K_PER_S",
+                   help="move the target there at this rate (K/s), one step per sample;"
+                        " Ctrl-C stops it where it is")
     window(c)
     c = command("set-pid", "set PID gains (per sample) and output range (A)")
     for name in ("kp", "ki", "kd", "output-min", "output-max"):
@@ -107,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout-s", type=argtypes.positive, default=600.0, help="default %(default)s")
     c = command("autotune", "relay autotune; Ctrl-C aborts and restores the channel")
     c.add_argument("--target", type=argtypes.number, required=True, help="degC")
-    c.add_argument("--rule", choices=procedures.RULE_NAMES, default="simc")
+    c.add_argument("--rule", choices=procedures.RULE_NAMES, default=procedures.RULE_NAMES[0],
+                   help="default %(default)s")
     c.add_argument("--amplitude", type=argtypes.positive, help="relay swing cap (A)")
     c.add_argument("--hysteresis", type=argtypes.positive, help="noise band (K; default measured)")
     c.add_argument("--window", type=argtypes.positive, default=3.0, help="K (default %(default)s)")
@@ -234,6 +239,21 @@ async def _step(d: Thermostat, args: argparse.Namespace) -> None:
             f["steady_std_k"]))
 
 
+async def _ramp(d: Thermostat, args: argparse.Namespace) -> None:
+    seen = {}
+    try:
+        done = await procedures.ramp(d, args.channel, args.target, args.ramp,
+                                     safe_window=tuple(args.safe_window),
+                                     on_progress=seen.update)
+    except asyncio.CancelledError:
+        if "setpoint" in seen:
+            print("thermostat_ctrl: ramp stopped; the target stays at {:.4f} degC".format(
+                seen["setpoint"]), file=sys.stderr)
+        raise
+    print("target {} degC reached from {} degC at {} K/s in {:.1f} s ({} steps)".format(
+        done["target"], done["start"], done["rate"], done["duration_s"], done["steps"]))
+
+
 async def _run(d: Thermostat, args: argparse.Namespace) -> None:
     ch = getattr(args, "channel", None)
     cmd = args.command
@@ -246,6 +266,8 @@ async def _run(d: Thermostat, args: argparse.Namespace) -> None:
             _print_json(await procedures.get_b_parameter(d))
         else:
             _print_json(await getattr(d, "get_" + topic)())
+    elif cmd == "set-target" and args.ramp is not None:
+        await _ramp(d, args)
     elif cmd == "set-target":
         procedures.check_target(args.target, tuple(args.safe_window))
         await d.set_target(ch, args.target)
@@ -301,6 +323,7 @@ async def _session(args: argparse.Namespace, plants: tuple) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``thermostat_ctrl``; returns the exit status."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
         sim_options = [o for o in ("heat_capacity", "thermal_resistance", "sensor_lag")
@@ -317,7 +340,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("thermostat_ctrl: error: {}".format(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("thermostat_ctrl: interrupted; the channel was restored", file=sys.stderr)
+        if getattr(args, "ramp", None) is None:  # a ramp said where it stopped
+            print("thermostat_ctrl: interrupted; the channel was restored", file=sys.stderr)
         return 130
     except (OSError, RuntimeError, NotImplementedError) as e:  # device, connection, procedure
         print("thermostat_ctrl: {}".format(e), file=sys.stderr)

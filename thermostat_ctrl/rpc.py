@@ -155,9 +155,15 @@ class ThermostatRPC:
         """Set the given PID gains (per sample) and output range (A)."""
         await self._call(self._driver.set_pid_params(ch, kp, ki, kd, output_min, output_max))
 
-    async def set_target(self, ch: int, celsius: float):
-        """Set the PID target temperature in degC."""
+    async def set_target(self, ch: int, celsius: float,
+                         ramp: Optional[float] = None) -> Optional[dict]:
+        """Set the PID target temperature in degC; with ``ramp`` (K/s) move it
+        there at that rate instead (see :meth:`ramp`, whose result it
+        returns)."""
+        if ramp is not None:
+            return await self.ramp(ch, celsius, ramp)
         await self._call(self._driver.set_target(ch, celsius))
+        return None
 
     async def engage_pid(self, ch: int):
         """Hand channel ``ch``'s output to the PID loop."""
@@ -244,7 +250,7 @@ class ThermostatRPC:
         return await self._call(procedures.wait_settled(self._driver, ch, tolerance, settle_s,
                                                         timeout_s))
 
-    async def autotune(self, ch: int, target: float, rule: str = "simc",
+    async def autotune(self, ch: int, target: float, rule: str = "designed",
                        amplitude: Optional[float] = None, hysteresis: Optional[float] = None,
                        window: float = 3.0, timeout_s: float = 1800.0, apply: bool = False,
                        engage: bool = False, save: bool = False,
@@ -254,8 +260,9 @@ class ThermostatRPC:
         Relay feedback around the operating-point current within the output
         limits as set (0 limits are refused), noise band from the measured
         noise unless ``hysteresis`` (K) is given, relay swing capped at
-        ``amplitude`` (A). ``rule``: "simc" (model based, default),
-        "ziegler-nichols", "tyreus-luyben", ... Aborts, restoring the
+        ``amplitude`` (A). ``rule``: "designed" (default: chosen on the
+        identified model by simulating a target step on the firmware's PID),
+        "simc", "ziegler-nichols", "tyreus-luyben", ... Aborts, restoring the
         channel's previous state, when the temperature leaves ``target ±
         window`` K, after ``timeout_s`` device seconds, on an open thermistor,
         a lost connection, no convergence or ``abort(ch)``. ``apply`` writes
@@ -275,7 +282,8 @@ class ThermostatRPC:
         """Progress of the procedure running on channel ``ch`` (None when none
         runs): ``state``, ``peaks``, ``cycles``, ``amplitude`` (K), ``period``
         (s), ``bias`` (A), ``elapsed_s``, ``remaining_s`` (estimate) and
-        ``procedure``."""
+        ``procedure``; for a ramp ``setpoint`` (the target so far),
+        ``target`` and ``rate``."""
         protocol.check_channel(ch)
         job = self._jobs.get(ch)
         return None if job is None else {"procedure": job["name"], **job["progress"]}
@@ -306,6 +314,27 @@ class ThermostatRPC:
             return await self._call(procedures.step_response(
                 self._driver, ch, delta, band=band, duration_s=duration_s, hold_s=hold_s,
                 back=back, abort=job["abort"]))
+
+    async def ramp(self, ch: int, target: float, rate: float,
+                   safe_window: Optional[list] = None) -> dict:
+        """Move channel ``ch``'s PID target from its present value to
+        ``target`` degC at ``rate`` K/s at most, one step per sample of the
+        device.
+
+        ``autotune_progress(ch)`` shows ``setpoint`` (the target so far),
+        ``remaining_s`` and ``state``; ``abort(ch)`` stops the ramp where it
+        is (RuntimeError naming the target it stays at).  A lost connection
+        is retried for 30 s; the ramp resumes if the device kept its target,
+        and stops with a RuntimeError naming the target the device holds if
+        it rebooted or the target was changed meanwhile (ConnectionError
+        naming the last target set if it does not come back).  ValueError
+        for a rate of 0 or below or a target outside ``safe_window``.
+        Returns ``{"start", "target", "rate", "duration_s", "steps"}``.
+        """
+        with self._job(ch, "ramp") as job:
+            return await self._call(procedures.ramp(
+                self._driver, ch, target, rate, safe_window=_window(safe_window),
+                on_progress=job["progress"].update, abort=job["abort"]))
 
     @contextlib.contextmanager
     def _job(self, ch: int, name: str):

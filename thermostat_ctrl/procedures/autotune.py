@@ -5,36 +5,55 @@
 2. *relay*: relay feedback with that band around a bias current that moves to
    the operating point (the current holding the target), within the output
    limits; converged cycles give the hysteresis-corrected Ku and Pu.
-3. *identify*: a second relay with a band twice the first oscillation, whose
-   slower cycles show the slow dynamics; a second-order-plus-dead-time model
-   is fitted to both records and reduced to FOPDT (half rule).
-4. gains for every rule, in per-second and per-sample (firmware) units.
+3. *identify*: an open-loop doublet from the operating point (a current step
+   of :data:`DOUBLET` times the relay's amplitude until the response has
+   visibly slowed, then back past the target), which shows the slow time
+   constant that the fast relay cycles hide.
+4. *fitting*: a second-order-plus-dead-time model with the TEC's Joule heat
+   fitted to the whole record (:func:`.model.fit_model`), the commands placed
+   on the device's clock; a ProcedureError when the record does not
+   determine it.
+5. *designing*: gains for every rule, in per-second and per-sample
+   (firmware) units; the default rule ``"designed"`` chooses them by
+   simulating a target step on the firmware's PID (:mod:`.design`).
 
+All stages share one sample stream, so no sample is lost between them.
 Aborts (window, timeout, open thermistor, lost connection, no convergence or
-a stalled relay, the caller) restore the channel's previous state before
-raising.
+a stalled relay, no confident model, the caller) restore the channel's
+previous state before raising.
 """
 
 import asyncio
+import bisect
 import math
 import time
+from collections import deque
 from typing import Callable, Optional
 
 import numpy as np
 
 from .. import protocol
 from ..driver import Thermostat
-from . import tuning
+from . import design, tuning
+from .model import ModelError, fit_model
 from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_number,
                     check_target, check_window, samples)
 
 __all__ = ["autotune", "NOISE_SAMPLES", "RULE_NAMES"]
 
 NOISE_SAMPLES = 48
-RULE_NAMES = tuple(tuning.MODEL_RULES) + tuple(tuning.RULES)
+#: The relay's convergence: relative standard error of amplitude and period.
+RELAY_TOLERANCE = 0.1
+#: The doublet's current step, as a fraction of the relay's amplitude.
+DOUBLET = 0.2
+_SMOOTH = 5  # samples in the moving mean that ends the doublet's halves
+#: The default rule: gains chosen on the identified model by simulating a
+#: target step on the firmware's PID (:mod:`.design`).
+DESIGNED = "designed"
+RULE_NAMES = (DESIGNED,) + tuple(tuning.MODEL_RULES) + tuple(tuning.RULES)
 
 
-async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "simc",
+async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = DESIGNED,
                    amplitude: Optional[float] = None, hysteresis: Optional[float] = None,
                    window: float = 3.0, timeout_s: float = 1800.0, cycles: int = 4,
                    max_cycles: int = 40, apply: bool = False, engage: bool = False,
@@ -43,8 +62,10 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "s
                    abort: Optional[asyncio.Event] = None) -> dict:
     """Relay-autotune channel ``ch`` at ``target`` °C.
 
-    :param rule: ``"simc"`` (default, model based) or one of
-        :data:`thermostat_ctrl.procedures.tuning.RULES`.
+    :param rule: ``"designed"`` (default: SIMC's family with the closed-loop
+        time constant chosen by simulating a target step on the firmware's
+        PID, the derivative capped for the output noise), ``"simc"`` or one
+        of :data:`thermostat_ctrl.procedures.tuning.RULES`.
     :param amplitude: cap on the relay's current swing around the operating
         point (A); default half the smaller output limit.
     :param hysteresis: relay noise band (K); default 3 σ of the measured noise.
@@ -65,8 +86,10 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "s
     The output limits are used as set (0 limits are refused); the channel's
     previous state (PID on/off, target, gains, constant current) is restored
     whatever happens, unless ``apply`` then writes the new gains.  Returns
-    the gains (per sample and per second), the rule, Ku, Pu, the model, the
-    noise, the cycles and the recorded data.  Raises ValueError for a bad
+    the gains (per sample and per second), the rule, every rule's gains with
+    the ``output_noise_a`` (σ, A) they cause, Ku, Pu, the model (with its
+    standard errors), the ``design`` figures, the noise, the cycles and the
+    recorded data.  Raises ValueError for a bad
     argument (before anything is sent), :class:`ProcedureError` (a
     RuntimeError) or TimeoutError / ConnectionError when it stops early.
     """
@@ -103,7 +126,7 @@ async def autotune(driver: Thermostat, ch: int, target: float, *, rule: str = "s
         try:
             result = await run.tune(before, low, high, cap, hysteresis, cycles, max_cycles,
                                     rule)
-        except tuning.TuningError as e:
+        except (tuning.TuningError, ModelError) as e:
             raise ProcedureError("channel {}: {}; autotune aborted".format(ch, e)) from e
     except BaseException as e:
         run.progress(state="restoring")
@@ -144,8 +167,13 @@ class _Run:
         self.record = []      # (device time, temperature, measured current)
         self.intervals = []
         self.command = None
+        self.commands = []    # (wall time, current): what was driven when
+        self.clock = []       # (device time, wall time received) of every sample
         self.bounds = None
         self.info = {}
+        # one stream for all stages: a new one would poll slowly until it has
+        # measured the device's pace again, losing samples at every stage's start
+        self.feed = self.stream()
 
     def progress(self, **info) -> None:
         if "state" in info:
@@ -158,11 +186,28 @@ class _Run:
     async def drive(self, amps: float, low: float, high: float) -> None:
         amps = min(max(amps, low), high)
         if amps != self.command:
+            sent = time.monotonic()
             await self.driver.set_current(self.ch, amps)
+            self.commands.append(((sent + time.monotonic()) / 2, amps))
             self.command = amps
 
+    def command_times(self) -> list:
+        """The device times at which the commands took effect.
+
+        The device clock runs at a steady pace against the wall clock; a
+        sample is received some time after it is taken, never before, so the
+        line through the earliest receptions maps wall time to device time.
+        A switch is then placed to a fraction of a sample: its timing is
+        what the relay record's fit is most sensitive to.
+        """
+        t, wall = (np.array(v) for v in zip(*self.clock))
+        pace = float(np.polyfit(wall - wall[0], t, 1)[0])
+        offset = float(np.max(t - pace * (wall - wall[0])))
+        return [offset + pace * (w - wall[0]) for w, _ in self.commands]
+
     async def stream(self):
-        """New samples, after the safety checks."""
+        """New samples (device time, temperature, measured current), after the
+        safety checks."""
         async for rep in samples(self.driver, self.ch):
             if self.abort is not None and self.abort.is_set():
                 raise Aborted("channel {}: autotune aborted by the caller".format(self.ch))
@@ -187,12 +232,13 @@ class _Run:
                     " autotune aborted (reduce the amplitude or widen the window)".format(
                         self.ch, temperature, low, high))
             self.intervals.append(rep["interval"])
+            self.clock.append((t, time.monotonic()))
             yield t, temperature, rep["tec_i"]
 
     async def relay(self, relay: tuning.Relay, stage: str, max_cycles: int, low, high,
                     remaining) -> None:
         await self.drive(relay.command, low, high)
-        async for t, temperature, current in self.stream():
+        async for t, temperature, current in self.feed:
             self.record.append((t, temperature, current))
             await self.drive(relay.feed(t, temperature, current), low, high)
             if relay.crossed:
@@ -221,56 +267,125 @@ class _Run:
                     "channel {}: the relay oscillation did not converge in {} cycles ({});"
                     " autotune aborted".format(self.ch, max_cycles, stage))
 
+    async def doublet(self, bias: float, delta: float, excursion: float, noise: float,
+                      low, high) -> None:
+        """Open-loop identification from the operating point: cool at ``bias +
+        delta`` until the temperature's response has visibly slowed (the
+        slope of the last quarter of the push at most half that of the
+        first) or it is ``excursion`` K from the target, then heat at ``bias -
+        delta`` until it is back at the target."""
+        smooth = deque(maxlen=_SMOOTH)
+        for sign in (1, -1):
+            await self.drive(bias + sign * delta, low, high)
+            start, times, sums = None, [], [0.0]
+            async for t, temperature, current in self.feed:
+                self.record.append((t, temperature, current))
+                self.progress(state="identify", temperature=temperature, current=current,
+                              remaining_s=None)
+                smooth.append(temperature)
+                level = sum(smooth) / len(smooth)
+                if sign < 0:
+                    if level >= self.target:
+                        break
+                    continue
+                start = t if start is None else start
+                times.append(t)
+                sums.append(sums[-1] + temperature)
+                if self.target - level >= excursion or _slowed(times, sums, start, noise):
+                    break
+        await self.drive(bias, low, high)
+
     async def tune(self, before, low, high, cap, hysteresis, cycles, max_cycles, rule) -> dict:
         bias = min(max(before.i_set if before.engaged else 0.0, low), high)
         self.progress(state="noise")
         await self.drive(bias, low, high)
-        noise = []
-        async for _, temperature, _ in self.stream():
-            noise.append(temperature)
+        noise_samples = []
+        async for sample in self.feed:
+            self.record.append(sample)
+            noise_samples.append(sample[1])
             self.progress(remaining_s=None)
-            if len(noise) >= NOISE_SAMPLES:
+            if len(noise_samples) >= NOISE_SAMPLES:
                 break
-        sigma = tuning.noise_sigma(noise)
+        sigma = tuning.noise_sigma(noise_samples)
         eps = hysteresis if hysteresis is not None else max(3 * sigma, 1e-3)
 
-        def remaining(stage_cycles, factor):
-            def estimate(relay, last):
-                if last is None:
-                    return None
-                left = max(cycles - len(relay.cycles), 1) * last.period
-                return left + stage_cycles * factor * last.period
-            return estimate
+        def remaining(relay, last):
+            if last is None:
+                return None
+            return max(cycles - len(relay.cycles), 1) * last.period
 
         noise = max(sigma, eps / 3)  # a noise-free record would never stand still
+        # Ku and Pu only feed the classic rules and the fit's starting point (the model
+        # comes from the fit), so 10 %: a loaded host makes single cycles scatter
         first = tuning.Relay(self.target, eps, cap, low, high, bias=bias, cycles=cycles,
-                             noise=noise)
-        await self.relay(first, "relay", max_cycles, low, high, remaining(cycles + 1, 2.0))
+                             tolerance=RELAY_TOLERANCE, noise=noise)
+        await self.relay(first, "relay", max_cycles, low, high, remaining)
         ultimate = tuning.analyse(first)
-        second = tuning.Relay(self.target, max(eps, 2 * ultimate.amplitude), cap, low, high,
-                              bias=first.bias, cycles=cycles, noise=noise)
-        await self.relay(second, "identify", max_cycles, low, high, remaining(0, 0))
+        quiet = len(self.record)
+        await self.doublet(first.bias, DOUBLET * min(first.cool, first.heat),
+                           self.window / 3, noise, low, high)
         self.progress(state="fitting")
-        slow = tuning.analyse(second)
-        start = next(i for i, s in enumerate(self.record) if s[0] >= first.halves[1].start)
-        t, y, u = zip(*self.record[start:])
-        model = await asyncio.get_running_loop().run_in_executor(
-            None, tuning.fit_model, t, y, u, slow.delay, slow.pu)
+        t, y, u = zip(*self.record)
         ts = float(np.median(self.intervals))
+        driven = (self.command_times(), [amps for _, amps in self.commands])
+        # the noise again, on the quiet parts (no relay bends) and only across samples in a
+        # row (a missed one makes a bend of the slope): a few %, where 48 samples give 10
+        quiet_parts = (slice(0, len(noise_samples)), slice(quiet, None))
+        sensor = tuning.noise_sigma(*(run for part in quiet_parts
+                                      for run in _unbroken(t[part], y[part], ts)))
+        model = await asyncio.get_running_loop().run_in_executor(
+            None, fit_model, t, y, driven, first.bias, ultimate.pu)
+        self.progress(state="designing")
+        try:
+            designed = await asyncio.get_running_loop().run_in_executor(
+                None, design.design, model, ts, low, high, sensor)
+        except ValueError as e:
+            raise ProcedureError("channel {}: {}; autotune aborted".format(self.ch, e)) from e
         rules = {}
         for name in RULE_NAMES:
-            per_second = tuning.tune(name, ultimate, model)
-            rules[name] = {"per_sample": tuning.to_per_sample(per_second, ts),
-                           "per_second": per_second}
-        t_all, y_all, u_all = zip(*self.record)
+            if name == DESIGNED:
+                per_second = {k: designed[k] for k in ("kp", "ki", "kd")}
+            else:
+                per_second = tuning.tune(name, ultimate, model)
+            per_sample = tuning.to_per_sample(per_second, ts)
+            rules[name] = {"per_sample": per_sample, "per_second": per_second,
+                           "output_noise_a": design.output_noise(per_sample, sensor)}
         return {
             "channel": self.ch, "target": self.target, "rule": rule,
             "gains": rules[rule]["per_sample"], "gains_per_second": rules[rule]["per_second"],
             "output_min": low, "output_max": high, "rules": rules,
+            "output_noise_a": rules[rule]["output_noise_a"],
+            "design": {k: designed[k] for k in ("tc", "settling_s", "overshoot_k",
+                                                "kd_capped")},
             "ku": ultimate.ku, "pu": ultimate.pu, "oscillation_k": ultimate.amplitude,
             "relay_amplitude_a": ultimate.relay_amplitude, "model": model.as_dict(),
-            "noise_k": sigma, "hysteresis_k": eps, "operating_current_a": second.bias,
-            "cycles": len(first.cycles) + len(second.cycles), "sample_period_s": ts,
+            "noise_k": sensor, "hysteresis_k": eps, "operating_current_a": first.bias,
+            "cycles": len(first.cycles), "sample_period_s": ts,
             "duration_s": self.elapsed,
-            "data": {"time": list(t_all), "temperature": list(y_all), "current": list(u_all)},
+            "data": {"time": list(t), "temperature": list(y), "current": list(u)},
         }
+
+
+def _unbroken(t, y, ts: float) -> list:
+    """``y`` cut where a sample is missing from ``t`` (sample period ``ts``)."""
+    cuts = [i + 1 for i, dt in enumerate(np.diff(t)) if dt > 1.5 * ts]
+    return [y[a:b] for a, b in zip([0] + cuts, cuts + [len(y)]) if b - a >= 3]
+
+
+def _slowed(times: list, sums: list, start: float, noise: float) -> bool:
+    """True when the mean temperature's step over the last quarter of a push
+    is at most half the step over its first quarter (a first-order response
+    gets there after 1.4 time constants), the first step being clear of the
+    noise."""
+    n = len(times)
+    if n < 8 * _SMOOTH:
+        return False
+    age = times[-1] - start
+    cuts = [0] + [bisect.bisect_left(times, start + age * f) for f in (0.25, 0.5, 0.75)] + [n]
+    counts = [b - a for a, b in zip(cuts, cuts[1:])]
+    if min(counts) < 2 * _SMOOTH:
+        return False
+    means = [(sums[b] - sums[a]) / (b - a) for a, b in zip(cuts, cuts[1:])]
+    early, late = means[0] - means[1], means[2] - means[3]  # cooling: falling
+    clear = 10 * noise * math.sqrt(1 / counts[0] + 1 / counts[1])
+    return early > clear and late <= early / 2

@@ -9,8 +9,9 @@ evaluated once per sample of period ``Ts`` uses ``kp``, ``ki·Ts`` and
 :class:`Relay` is the state machine of an asymmetric relay with hysteresis
 around a bias current that it moves to the operating point (the time-average
 current of each cycle); it tells when a half-cycle has stalled short of its
-switch.  :func:`analyse` turns its record into the ultimate gain and period
-and a first-order-plus-dead-time (FOPDT) model; :func:`tune` applies a rule.
+switch.  :func:`analyse` turns its record into the ultimate gain and period;
+:func:`tune` applies a rule on them or on the identified model
+(:mod:`.model`; the default rule is designed in :mod:`.design`).
 """
 
 import bisect
@@ -21,8 +22,10 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["RULES", "MODEL_RULES", "Relay", "RelayAnalysis", "Model", "noise_sigma",
-           "analyse", "fit_model", "tune", "to_per_sample", "TuningError"]
+from .model import Model
+
+__all__ = ["RULES", "MODEL_RULES", "Relay", "RelayAnalysis", "noise_sigma", "analyse", "tune",
+           "to_per_sample", "TuningError"]
 
 #: Rules on the ultimate gain and period (c0, c1, c2): kp = c0·Ku,
 #: Ki = c1·Ku/Pu, Kd = c2·Ku·Pu (per second), as the device's client has them.
@@ -46,13 +49,16 @@ class TuningError(RuntimeError):
     """The relay experiment cannot give a model (amplitude, limits, noise)."""
 
 
-def noise_sigma(values) -> float:
-    """Sample noise (standard deviation) of a slowly drifting signal, from its
-    second differences, which a linear or slowly curving drift does not affect."""
-    x = np.asarray(values, dtype=float)
-    if x.size < 8:
-        raise ValueError("need at least 8 samples to measure the noise, got {}".format(x.size))
-    return float(np.std(np.diff(x, 2)) / math.sqrt(6.0))
+def noise_sigma(*segments) -> float:
+    """Sample noise (standard deviation) of slowly drifting signals, from
+    their second differences (pooled over the ``segments``, sequences of
+    samples), which a linear or slowly curving drift does not affect."""
+    d2 = [np.diff(np.asarray(x, dtype=float), 2) for x in segments]
+    n = sum(d.size for d in d2)
+    if n < 6:
+        raise ValueError("need at least 8 samples to measure the noise, got {}".format(
+            n + 2 * len(d2)))
+    return float(np.sqrt(sum(float(d @ d) for d in d2) / n / 6.0))
 
 
 @dataclass
@@ -86,8 +92,9 @@ class Relay:
     cycle's time-average command (the current that holds the mean at the
     target) and ``d = min(amplitude, high - bias, bias - low)``, or the two
     sides' own headroom when ``symmetric`` is False.  ``converged`` once the
-    means of the last ``cycles`` cycles' amplitude and period are known to
-    ``tolerance`` (relative standard error; a switch comes up to one sample
+    means of the :attr:`used` cycles' amplitude and period (the later half,
+    at least ``cycles`` of them) are known to ``tolerance`` (relative
+    standard error; a switch comes up to one sample
     late, so single cycles scatter) and the bias's to ``tolerance·d``.
 
     A half-cycle whose drive does not reach past the operating point (the bias
@@ -143,15 +150,22 @@ class Relay:
         return self.halves[-1].command if self.halves else self.bias
 
     @property
+    def used(self) -> list:
+        """The cycles the relay is judged on: the later half of them, at
+        least ``cycles`` (the earlier ones carry the start and the bias
+        moving to the operating point)."""
+        return self.cycles[-max(self.needed, len(self.cycles) // 2):]
+
+    @property
     def converged(self) -> bool:
-        """True when the last cycles agree (see the class docstring)."""
-        last = self.cycles[-self.needed:]
+        """True when the cycles :attr:`used` agree (see the class docstring)."""
+        last = self.used
         if len(last) < self.needed:
             return False
         biases = [c.bias for c in last]
         return (_error(c.amplitude for c in last) < self.tolerance
                 and _error(c.period for c in last) < self.tolerance
-                and np.std(biases) / math.sqrt(self.needed)
+                and np.std(biases) / math.sqrt(len(last))
                 < self.tolerance * min(self.cool, self.heat))
 
     @property
@@ -259,30 +273,6 @@ def _error(values) -> float:
 
 
 @dataclass
-class Model:
-    """The process seen by the PID: ``K·e^(-L·s) / ((T1·s + 1)(T2·s + 1))``,
-    temperature per ampere of *heating* (K > 0 in K/A; T1 ≥ T2 and L in s),
-    and its first-order-plus-dead-time reduction by Skogestad's half rule
-    (``T = T1 + T2/2``, ``L_fopdt = L + T2/2``)."""
-
-    gain: float
-    t1: float
-    t2: float
-    dead_time: float
-
-    @property
-    def fopdt(self) -> tuple:
-        """(K, T, L) of the half-rule FOPDT model."""
-        return self.gain, self.t1 + self.t2 / 2, self.dead_time + self.t2 / 2
-
-    def as_dict(self) -> dict:
-        """The model as plain numbers: ``K``, ``T``, ``L`` (FOPDT) and the
-        second-order fit ``T1``, ``T2``, ``L0``."""
-        k, t, dead = self.fopdt
-        return {"K": k, "T": t, "L": dead, "T1": self.t1, "T2": self.t2, "L0": self.dead_time}
-
-
-@dataclass
 class RelayAnalysis:
     """What a converged relay experiment measured."""
 
@@ -297,8 +287,8 @@ class RelayAnalysis:
 def analyse(relay: Relay) -> RelayAnalysis:
     """Hysteresis-corrected ultimate gain and period of the relay's last cycles,
     with the relay amplitude taken from the measured currents."""
-    n = relay.needed
-    cycles = relay.cycles[-n:]
+    cycles = relay.used
+    n = len(cycles)
     halves = relay.halves[-2 * n - 1:-1]  # the complete halves of those cycles
     a = sum(c.amplitude for c in cycles) / n
     pu = sum(c.period for c in cycles) / n
@@ -316,48 +306,6 @@ def analyse(relay: Relay) -> RelayAnalysis:
     ku = 4 * d / (math.pi * math.sqrt(a * a - eps * eps))
     delay = float(np.mean([h.peak_time - h.start for h in halves]))
     return RelayAnalysis(ku, pu, a, d, max(delay, 0.0), n)
-
-
-def fit_model(t, temperature, current, delay: float, period: float) -> Model:
-    """Least-squares fit (output error) of :class:`Model` to a record of
-    device times, temperatures and measured currents: a grid over T1, T2 and
-    L around the relay's ``period`` and apparent ``delay``, the gain, offset
-    and the decay of the unknown initial state solved linearly for each."""
-    t = np.asarray(t, dtype=float)
-    y = np.asarray(temperature, dtype=float)
-    u = np.asarray(current, dtype=float)
-    dt = np.diff(t, prepend=t[0])
-    rel = t - t[0]
-    best = None
-    for lag in np.linspace(0.0, 1.5 * delay, 7):
-        ud = np.interp(t - lag, t, u, left=u[0])  # the current as the process sees it
-        for t1 in period * np.geomspace(0.5, 200.0, 14):
-            x1 = _first_order(ud, dt, t1)
-            for t2 in period * np.array([0.0, 0.02, 0.04, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5]):
-                if t2 > t1:
-                    continue
-                x = _first_order(x1, dt, t2) if t2 > 0 else x1
-                basis = np.column_stack([np.ones_like(x), x, np.exp(-rel / t1),
-                                         np.exp(-rel / max(t2, 1e-3))])
-                coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
-                err = float(np.sum((basis @ coef - y) ** 2))
-                if best is None or err < best[0]:
-                    best = (err, -coef[1], t1, t2, lag)
-    _, gain, t1, t2, lag = best
-    if not gain > 0:
-        raise TuningError("the temperature did not respond to the current as a heater/cooler"
-                          " should (gain {:.3g} K/A): check the polarity".format(gain))
-    return Model(float(gain), float(t1), float(t2), float(lag))
-
-
-def _first_order(u: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
-    decay = np.exp(-dt / tau).tolist()
-    x = []
-    state = float(u[0])
-    for d, v in zip(decay, u.tolist()):  # plain floats: several times faster than numpy scalars
-        state = d * state + (1 - d) * v
-        x.append(state)
-    return np.array(x)
 
 
 def tune(rule: str, analysis: RelayAnalysis, model: Model) -> dict:

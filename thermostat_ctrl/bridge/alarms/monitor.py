@@ -1,9 +1,9 @@
 """The alarm monitor: a consumer of the sample bus that keeps each channel's
 recent samples, its regulation state, and evaluates the rules.
 
-Every batch of samples updates the channels' :class:`~..status.RegulationTracker`
-and is followed by an evaluation of the channel rules of the devices it
-came from; at least every :data:`TICK_S` the device rules (offline,
+Every sample updates its channels' :class:`~..status.RegulationTracker`;
+the channel rules of the devices with new samples are evaluated at most
+every :data:`EVALUATE_S`; at least every :data:`TICK_S` the device rules (offline,
 flapping) are evaluated too, since a device that stopped answering sends no
 samples.  All of it runs on the monitor's own thread, never in the poll
 path.  The verdicts go to the :class:`~.book.AlarmBook`.
@@ -29,10 +29,14 @@ __all__ = ["AlarmMonitor", "TICK_S", "ChannelHistory"]
 
 #: Longest time between two evaluations of the device rules.
 TICK_S = 0.5
+#: Shortest time between two evaluations of a device's channel rules: at a fast
+#: poll rate the rules see several new samples at once (each still in its window).
+EVALUATE_S = 0.2
 #: Quantities kept per channel, in :class:`ChannelWindow` order after ``t``.
-QUANTITIES = ("temperature", "target", "engaged", "i_set", "tec_i", "pid_output")
+QUANTITIES = ("temperature", "target", "engaged", "i_set", "tec_i", "pid_output",
+              "device_time")
 _REPORT_KEYS = {"temperature": "temperature", "engaged": "pid_engaged", "i_set": "i_set",
-                "tec_i": "tec_i", "pid_output": "pid_output"}
+                "tec_i": "tec_i", "pid_output": "pid_output", "device_time": "time"}
 #: Most samples a channel's history holds, whatever the rules ask for.
 MAX_ROWS = 200_000
 
@@ -152,6 +156,7 @@ class AlarmMonitor:
         self._subscription = bus.subscribe("alarms", maxlen=100_000)
         self._thread = threading.Thread(target=self._run, daemon=True, name="alarms")
         self._started: Optional[float] = None
+        self._pending: dict = {}  # devices with samples not yet evaluated
         self.evaluations = 0  #: rule evaluations so far
         self.evaluation_s = 0.0  #: seconds spent evaluating
 
@@ -179,13 +184,18 @@ class AlarmMonitor:
             self._thread.join()
 
     def _run(self) -> None:
-        next_tick = time.monotonic()
+        next_tick = next_evaluation = time.monotonic()
         while True:
-            batch = self._subscription.get(max(0.0, next_tick - time.monotonic()))
+            due = min(next_tick, next_evaluation) if self._pending else next_tick
+            batch = self._subscription.get(max(0.0, due - time.monotonic()))
             if batch is None:
+                self.evaluate()
                 return
             try:
-                self.handle(batch)
+                self.add(batch)
+                if self._pending and time.monotonic() >= next_evaluation:
+                    self.evaluate()
+                    next_evaluation = time.monotonic() + EVALUATE_S
                 if time.monotonic() >= next_tick:
                     self.tick()
                     next_tick = time.monotonic() + TICK_S
@@ -193,14 +203,21 @@ class AlarmMonitor:
                 logger.exception("alarm evaluation failed")
 
     def handle(self, batch: list) -> None:
-        """Account for a batch of samples and evaluate the channel rules of
-        the devices it came from."""
-        touched = {}
+        """:meth:`add` a batch of samples and :meth:`evaluate` at once."""
+        self.add(batch)
+        self.evaluate()
+
+    def add(self, batch: list) -> None:
+        """Account for a batch of samples (the regulation states follow each)."""
         for sample in batch:
             watched = self._watched.get(sample.device)
             if watched is not None:
                 watched.add(sample)
-                touched[sample.device] = watched
+                self._pending[sample.device] = watched
+
+    def evaluate(self) -> None:
+        """Evaluate the channel rules of the devices with new samples."""
+        touched, self._pending = self._pending, {}
         began = time.perf_counter()
         now = self._clock()
         active_keys = self._active_keys()

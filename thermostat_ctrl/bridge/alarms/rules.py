@@ -26,8 +26,11 @@ __all__ = ["ChannelWindow", "DeviceWindow", "Finding", "OK", "UNKNOWN", "Rule", 
 class ChannelWindow:
     """One channel's recent samples (arrays of equal length, oldest first).
 
-    ``t`` is in seconds (epoch); temperatures in °C, currents in A; a missing
-    value is NaN.  ``engaged`` is 1.0 while the PID drives the output.
+    ``t`` is in seconds (epoch, when the bridge asked); ``device_time`` the
+    device's own clock of the reading (s since boot: its ADC sample time, which
+    polls bunched on a busy host do not squeeze); temperatures in °C, currents
+    in A; a missing value is NaN.  ``engaged`` is 1.0 while the PID drives the
+    output.
     """
 
     t: np.ndarray
@@ -37,6 +40,7 @@ class ChannelWindow:
     i_set: np.ndarray
     tec_i: np.ndarray
     pid_output: np.ndarray
+    device_time: np.ndarray
     max_i_pos: Optional[float] = None  #: output limits, None while unknown
     max_i_neg: Optional[float] = None
     settled: bool = False  #: reached the band after the latest target change
@@ -63,7 +67,8 @@ class ChannelWindow:
         return self.temperature - self.target
 
 
-_ARRAYS = ("t", "temperature", "target", "engaged", "i_set", "tec_i", "pid_output")
+_ARRAYS = ("t", "temperature", "target", "engaged", "i_set", "tec_i", "pid_output",
+           "device_time")
 
 
 @dataclass
@@ -145,8 +150,9 @@ def sensor_open(w: ChannelWindow, p: dict, active: bool) -> Verdict:
 
 def sensor_implausible(w: ChannelWindow, p: dict, active: bool) -> Verdict:
     """A temperature outside ``min_c``..``max_c`` (a shorted thermistor reads
-    far below any real temperature), or a change faster than
-    ``max_rate_k_per_s`` between two samples, within the last ``window_s``."""
+    far from any real temperature), or a change of at least ``min_jump_k``
+    faster than ``max_rate_k_per_s`` between two readings (by the device's
+    clock), within the last ``window_s``."""
     w = w.last(p["window_s"])
     temperature = w.temperature
     valid = ~np.isnan(temperature)
@@ -157,11 +163,14 @@ def sensor_implausible(w: ChannelWindow, p: dict, active: bool) -> Verdict:
         value = float(temperature[outside][-1])
         return Finding(value, "reads {:.1f} °C, outside {:g}..{:g} °C: thermistor shorted or"
                               " miswired".format(value, p["min_c"], p["max_c"]))
-    t, temp = w.t[valid], temperature[valid]
-    if len(t) > 1:
-        rate = np.abs(np.diff(temp)) / np.maximum(np.diff(t), 1e-3)
-        worst = float(rate.max())
-        if worst > p["max_rate_k_per_s"]:
+    clock, temp = w.device_time[valid], temperature[valid]
+    if len(clock) > 1:
+        step, dt = np.abs(np.diff(temp)), np.diff(clock)
+        new = dt > 0  # the same reading polled twice is no change
+        rate = step[new] / dt[new]
+        jumps = rate[(rate > p["max_rate_k_per_s"]) & (step[new] >= p["min_jump_k"])]
+        if len(jumps):
+            worst = float(jumps.max())
             return Finding(worst, "temperature jumped at {:.1f} K/s, faster than any thermal"
                                   " mass: a loose contact or a failing thermistor".format(worst))
     return OK
@@ -300,7 +309,8 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("flapping", flapping, "device", "warning", {"window_s": 600.0, "drops": 3}),
     Rule("sensor_open", sensor_open, "channel", "critical", {"samples": 2}),
     Rule("sensor_implausible", sensor_implausible, "channel", "critical",
-         {"min_c": -40.0, "max_c": 150.0, "max_rate_k_per_s": 5.0, "window_s": 10.0}),
+         {"min_c": -40.0, "max_c": 150.0, "max_rate_k_per_s": 5.0, "min_jump_k": 1.0,
+          "window_s": 10.0}),
     Rule("tec_open", tec_open, "channel", "critical",
          {"min_set_a": 0.3, "max_measured_a": 0.1, "hold_s": 10.0}),
     Rule("runaway", runaway, "channel", "critical",
