@@ -389,7 +389,7 @@ async def procedure_of(client) -> dict:
 
 
 async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
-    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=50.0) as (bridge, client):
+    async with running_bridge(tmp_path, write_tokens=TOKENS) as (bridge, client):
         await polled(bridge, 5)
         before = await channel_state(client)
         r = await client.post(CH0 + "autotune", json={"target": 25.0}, headers=AS_ALICE)
@@ -421,7 +421,7 @@ async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
 
 
 async def test_autotune_abort_restores_the_channel(tmp_path):
-    async with running_bridge(tmp_path, write_tokens=TOKENS, speed=50.0) as (bridge, client):
+    async with running_bridge(tmp_path, write_tokens=TOKENS) as (bridge, client):
         await polled(bridge, 5)
         only(bridge).simulation.hold(0)
         before = await channel_state(client)
