@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark of the HTTP bridge on a year of history (issue 5; not
+"""End-to-end benchmark of the HTTP bridge on a year of history (not
 part of the tests).
 
     python scripts/bench.py --days 365 --json /tmp/bench.json [--data-dir DIR]
@@ -35,7 +35,7 @@ part of the tests).
    after the caches are built, after the queries (the last one a parameterless
    ``/data.csv``: every row of the last 24 hours) and after the load.
 
-Prints a table, PASS/MISS per target of issue 5, and writes ``--json``.
+Prints a table, PASS/MISS per target, and writes ``--json``.
 The subprocesses started here are stopped on exit, whatever happens.
 """
 
@@ -73,7 +73,7 @@ from thermostat_ctrl.bridge.web import render  # noqa: E402
 
 HOUR_MS = 3_600_000
 #: The name of the bridge's one device, and its folder in the data directory.
-DEVICE = "thermostat0"
+DEVICE = "sim0"
 PERIOD_S = 1.0
 CLIENTS = 50
 #: (name, span ms, max_points or None for raw rows, p50 target ms)
@@ -259,7 +259,7 @@ def start_simulator(children: list) -> int:
 def start_bridge(children: list, data_dir: str, sim_port: Optional[int]) -> tuple[Child, str]:
     """Start the bridge CLI on ``data_dir``; return it and its base URL once
     it logs that it is serving."""
-    device = ["--simulation"] if sim_port is None else ["-d", f"127.0.0.1:{sim_port}"]
+    device = ["--simulation"] if sim_port is None else ["-d", f"{DEVICE}=127.0.0.1:{sim_port}"]
     bridge = Child("thermostat_bridge", [
         sys.executable, "-m", "thermostat_ctrl.bridge.cli", *device, "--bind", "127.0.0.1",
         "--port", "0", "--data-dir", data_dir, "--poll-period", str(PERIOD_S)])
@@ -509,7 +509,7 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
 # ---------------------------------------------------------------- results
 
 def verdicts(results: dict) -> list[tuple[str, str, str, bool]]:
-    """``(target, limit, measured, passed)`` for every target of issue 5."""
+    """``(target, limit, measured, passed)`` for every target."""
     out = []
     for q in results["queries"]:
         out.append((f"{q['endpoint']} {q['range']} p50", f"< {q['target_p50_ms']:g} ms",

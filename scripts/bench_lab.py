@@ -5,6 +5,7 @@
     python scripts/bench_lab.py lab --devices 8 --period 1 --duration 60 [--hang]
     python scripts/bench_lab.py lab --devices 2 --period 0.1 --duration 60 [--hang]
     python scripts/bench_lab.py memory --devices 4 --days 30
+    python scripts/bench_lab.py memory --devices 1 --days 30 --cold
 
 ``serve``: one simulated device polled every 0.1 s with 60 s in memory (600
 rows); one keep-alive client (a bare asyncio HTTP/1.1 client, so the client's
@@ -26,7 +27,12 @@ its schedule (p50/p99/max, the phase taken from the most punctual sample).
 (generated once, see ``gen_history.py``), the bridge on them; waits until
 the bridge has built the history caches it builds at start, queries every
 device's 24 h, 7 d and 30 d (``max_points=2000``) and reports the resident
-memory (``VmRSS``, ``VmHWM``) after start-up and after the queries.
+memory (``VmRSS``, ``VmHWM``) after start-up and after the queries.  With
+``--cold`` the caches are removed first and the queries come at once after
+start, in the order a first look takes (30 d, 24 h with ``max_points=2000``,
+then the last hour raw): the first ones build the caches; the resident
+memory (``VmRSS``, ``RssAnon``) is sampled every 50 ms meanwhile (its peak,
+and ``VmHWM``) and after the queries.
 
 The subprocesses started here are stopped on exit, whatever happens.
 """
@@ -105,7 +111,7 @@ class Bridge:
         with open("/proc/{}/status".format(self.proc.pid)) as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
+                if key in ("VmRSS", "VmHWM", "RssAnon"):
                     out[key] = round(int(value.split()[0]) / 1024, 1)
         return out
 
@@ -335,10 +341,17 @@ def memory(args: argparse.Namespace) -> dict:
         log("generating {} days of 1 Hz history".format(len(jobs)))
         with ProcessPoolExecutor(2) as pool:
             list(pool.map(write_day, *zip(*jobs)))
+    if args.cold:
+        for name in names:
+            shutil.rmtree(os.path.join(data, name, ".cache"), ignore_errors=True)
     sims = Simulators(args.devices)
     bridge = None
     try:
-        bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data])
+        # --adopt: the simulators of a rerun listen on other ports than the last run's.
+        bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data,
+                         "--adopt"])
+        if args.cold:
+            return _cold_queries(bridge, names, args)
         began = time.monotonic()
         while not all(_cached(os.path.join(data, name)) for name in names):
             time.sleep(1)  # the bridge builds the caches at start, in a child process
@@ -368,6 +381,42 @@ def memory(args: argparse.Namespace) -> dict:
             shutil.rmtree(data, ignore_errors=True)
 
 
+def _cold_queries(bridge: "Bridge", names: list, args: argparse.Namespace) -> dict:
+    """The first queries of every device on a bridge just started without
+    caches, with its resident memory sampled meanwhile."""
+    started = bridge.memory_mb()
+    peak = dict(started)
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.05):
+            for key, value in bridge.memory_mb().items():
+                peak[key] = max(peak.get(key, 0), value)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    now = int(time.time() * 1000)
+    queries = [("30 d", 30 * DAY_MS, 2000), ("24 h", DAY_MS, 2000), ("1 h raw", 3_600_000, 5000)]
+    timings: dict = {}
+    try:
+        with httpx.Client(base_url=bridge.url, timeout=600,
+                          headers={"Accept-Encoding": "gzip"}) as client:
+            for label, span, max_points in queries:
+                for name in names:
+                    began = time.perf_counter()
+                    r = client.get("/data.csv", params={"device": name, "from": now - span,
+                                                        "to": now, "max_points": max_points})
+                    r.raise_for_status()
+                    timings.setdefault(label, []).append(
+                        round(time.perf_counter() - began, 2))
+    finally:
+        sampling.set()
+        sampler.join()
+    return {"devices": args.devices, "days": args.days, "cold": True,
+            "after_start_mb": started, "peak_while_querying_mb": peak,
+            "after_queries_mb": bridge.memory_mb(), "query_s": timings}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="scenario", required=True)
@@ -383,6 +432,8 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=4)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--data-dir", help="keep and reuse this dir (default: temporary)")
+    p.add_argument("--cold", action="store_true",
+                   help="no caches at start: the first queries build them")
     args = parser.parse_args()
     results = {"serve": serve, "lab": lab, "memory": memory}[args.scenario](args)
     print(json.dumps(results, indent=1))

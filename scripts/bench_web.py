@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-DEVICE = "thermostat0"
+DEVICE = "sim0"
 
 
 def start_bridge(data_dir: str, period: float) -> tuple:

@@ -324,7 +324,7 @@ def parse_csv(text: str) -> list:
 #: Poll period of the in-process test bridges.
 PERIOD = 0.05
 #: Name of the first (or only) device.
-FIRST = "thermostat0"
+FIRST = "sim0"
 
 
 def bridge_config(data_dir, devices=(), simulation: int = 1, **kwargs):
@@ -436,5 +436,6 @@ def healthy(url: str, query: str = ""):
 
 
 def only(bridge):
-    """The first (in single-device tests, the only) device of a bridge."""
-    return bridge.devices[FIRST]
+    """The first (in single-device tests, the only) device of a bridge,
+    simulated or real."""
+    return next(iter(bridge.devices.values()))

@@ -1,5 +1,5 @@
 """Shared fixtures of the procedure, autotune and CLI tests: a simulator with
-the bench limits of issue 12 (1 A cooling, 1 A heating, 4 V) and a driver."""
+the bench limits (1 A cooling, 1 A heating, 4 V) and a driver."""
 
 import contextlib
 from typing import AsyncIterator, NamedTuple

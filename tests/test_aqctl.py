@@ -363,3 +363,54 @@ def test_controller_manager_starts_pings_and_stops_it():
 
     process = asyncio.run(scenario())
     assert process.returncode == 0  # stopped by terminate(), not killed
+
+
+# ------------------------------------------------------- several devices
+
+def test_one_target_per_device_and_one_down_leaves_the_other(tmp_path, processes, Client):
+    up_port, down_port = free_port(), free_port()
+    sim = SimProcess(up_port)
+    processes.append(sim)
+    ctl = Controller(tmp_path, "-d", "up=127.0.0.1:{}".format(up_port),
+                     "-d", "down=127.0.0.1:{}".format(down_port), "--safe-window", "0", "40")
+    processes.append(ctl)
+    wait_until(lambda: _listening(ctl, Client), START_TIMEOUT, "the controller\n" + ctl.log())
+    up = Client("127.0.0.1", ctl.port, "up", timeout=10)
+    down = Client("127.0.0.1", ctl.port, "down", timeout=10)
+    try:
+        assert sorted(up.get_rpc_id()[0]) == ["down", "up"]
+        with pytest.raises(ConnectionError):
+            down.report()
+        assert down.status()["connected"] is False
+        assert down.ping() is True  # several devices: the controller manager must not restart
+        up.set_target(0, 33.0)
+        assert up.get_pid()[0]["target"] == pytest.approx(33.0)
+        with pytest.raises(ValueError, match="outside the safe window 0.0..40.0"):
+            up.set_target(0, 100)  # the newcomer's sipyco_rpctool call
+        assert up.get_pid()[0]["target"] == pytest.approx(33.0)
+        assert up.safe_window() == [0.0, 40.0]
+    finally:
+        up.close_rpc()
+        down.close_rpc()
+
+
+def _listening(ctl, Client) -> bool:
+    assert ctl.proc.poll() is None, "controller exited:\n" + ctl.log()
+    try:
+        Client("127.0.0.1", ctl.port, "up", timeout=10).close_rpc()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-d", "127.0.0.1", "-d", "b=127.0.0.2"], "several devices need a name each"),
+    (["-d", "a=127.0.0.1", "-d", "a=127.0.0.2"], "device name a given more than once"),
+    (["-d", "a b=127.0.0.1"], "name 'a b' must be"),
+    (["--simulation", "--safe-window", "40", "10"], "low must be below high"),
+])
+def test_device_usage_errors(args, message, Client):
+    result = subprocess.run([sys.executable, "-m", "thermostat_ctrl.aqctl_thermostat", *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr

@@ -130,12 +130,12 @@ def test_lab_from_a_toml_file_with_command_line_overrides(tmp_path):
     try:
         url = process.wait_for_line(SERVING).group(1)
         devices = wait_until(lambda: _all_polled(url), what="both devices polled")
-        assert [d["name"] for d in devices] == ["thermostat0", "thermostat1"]
+        assert [d["name"] for d in devices] == ["sim0", "sim1"]
         assert {d["poll_period_s"] for d in devices} == {0.1}  # the command line won
         assert {tuple(d["fields"]) for d in devices} == {("temperature",)}
     finally:
         assert process.stop() == 0
-    for name in ("thermostat0", "thermostat1"):
+    for name in ("sim0", "sim1"):
         assert _rows_of(tmp_path / "data" / name)
 
 

@@ -38,7 +38,7 @@ def test_an_unplugged_sensor_on_the_page_acknowledged_silenced_and_cleared(brows
         sim.faults.unplugged = {1}
         banner = page.locator("#alarms li[data-rule=sensor_open]")
         banner.wait_for(timeout=15_000)
-        assert "thermostat0 ch1: no temperature reading" in banner.inner_text()
+        assert FIRST + " ch1: no temperature reading" in banner.inner_text()
         assert "CRITICAL" in banner.inner_text()
         badge = page.locator("article[data-channel='1'] h2 .badge")
         page.wait_for_function(

@@ -25,7 +25,7 @@ pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
 
 ROOT = Path(__file__).resolve().parent.parent
 README_SHOT = ROOT / "scripts" / "screenshots" / "live-view.png"
-SECOND = "thermostat1"
+SECOND = "sim1"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -38,7 +38,7 @@ def _gen_history():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """(bridge, url, screenshot folder): two simulated devices; thermostat0
+    """(bridge, url, screenshot folder): two simulated devices; sim0
     has the history of the day before and of the day up to half an hour ago."""
     data = tmp_path_factory.mktemp("browser-data")
     gen, day_ms = _gen_history(), 86_400_000

@@ -67,8 +67,8 @@ def _address(hex_address: str, width: int) -> str:
 
 def test_bridge_binds_loopback_by_default(tmp_path):
     parser = cli.get_argparser()
-    config, port = cli.config_from_args(parser, parser.parse_args(["--simulation"]))
-    assert config.bind == "127.0.0.1" and config.token is None and port == 8000
+    config = cli.config_from_args(parser, parser.parse_args(["--simulation"]))
+    assert config.bind == "127.0.0.1" and config.token is None and config.port == 8000
     process = Process(BRIDGE + ["--simulation", "--port", "0", "--data-dir", str(tmp_path)])
     try:
         url = process.wait_for_line(SERVING).group(1)
@@ -99,8 +99,8 @@ def test_bridge_refuses_to_expose_itself_without_a_token(tmp_path, argv, message
 def test_bridge_token_from_the_environment(monkeypatch):
     monkeypatch.setenv("THERMOSTAT_TOKEN", TOKEN)
     parser = cli.get_argparser()
-    config, _ = cli.config_from_args(parser, parser.parse_args(["--simulation", "--bind",
-                                                                "0.0.0.0"]))
+    config = cli.config_from_args(parser, parser.parse_args(["--simulation", "--bind",
+                                                             "0.0.0.0"]))
     assert config.token == TOKEN and config.bind == "0.0.0.0"
 
 

@@ -38,7 +38,7 @@ REBOOT_S = 30.0
 @contextlib.asynccontextmanager
 async def bridge_at(port: int, data_dir):
     """Yield (bridge, client): the bridge app polling 127.0.0.1:``port``."""
-    app = create_app(bridge_config(data_dir, devices=["127.0.0.1:{}".format(port)],
+    app = create_app(bridge_config(data_dir, devices=["{}=127.0.0.1:{}".format(FIRST, port)],
                                    poll_period=PERIOD, memory_s=120.0))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -146,9 +146,9 @@ async def _check_serving_during_outage(client: httpx.AsyncClient, reason: str) -
     r = await client.get("/report")
     assert r.status_code == 503 and "stale" in r.json()["detail"], r.text
     metrics = (await client.get("/metrics")).text
-    assert 'thermostat_up{device="thermostat0"} 0.0' in metrics
-    assert re.search(r'thermostat_poll_errors_total\{device="thermostat0",reason="%s"\} [1-9]'
-                     % reason, metrics)
+    assert 'thermostat_up{device="%s"} 0.0' % FIRST in metrics
+    assert re.search(r'thermostat_poll_errors_total\{device="%s",reason="%s"\} [1-9]'
+                     % (FIRST, reason), metrics)
     assert "thermostat_temperature_celsius{" not in metrics  # stale values not exported
     assert (await client.get("/data.csv")).status_code == 200
     return health
@@ -257,7 +257,7 @@ def test_cli_process_stays_up_through_faults(tmp_path):
     """The real ``thermostat_bridge`` process through a hang, a reset and a
     refusal of the simulator (run in a thread of this process)."""
     device = SimThread(speed=SPEED, reboot_s=REBOOT_S)
-    process = Process(BRIDGE + ["-d", "127.0.0.1:{}".format(device.port), "--port", "0",
+    process = Process(BRIDGE + ["-d", "{}=127.0.0.1:{}".format(FIRST, device.port), "--port", "0",
                                 "--data-dir", str(tmp_path), "--poll-period", str(PERIOD)])
     try:
         url = process.wait_for_line(SERVING).group(1)

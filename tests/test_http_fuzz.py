@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import BRIDGE, SERVING, Process, SimThread, bridge_config, only, wait_until
+from harness import BRIDGE, FIRST, SERVING, Process, SimThread, bridge_config, only, wait_until
 from thermostat_ctrl.bridge.web import security
 from thermostat_ctrl.bridge.web.app import create_app
 
@@ -46,7 +46,7 @@ def device():
 def client(device, tmp_path_factory):
     """A TestClient of the bridge polling the proxied simulator."""
     app = create_app(bridge_config(tmp_path_factory.mktemp("fuzz"),
-                                   devices=["127.0.0.1:{}".format(device.proxy.port)],
+                                   devices=["{}=127.0.0.1:{}".format(FIRST, device.proxy.port)],
                                    memory_s=20.0))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         # The app runs in TestClient's thread.

@@ -132,7 +132,7 @@ async def test_import_once_merge_and_serve(tmp_path):
 
     r = run_cli("import", str(source), "--device", FIRST, "--data-dir", str(data_dir),
                 timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # some lines were refused
     valid = len(rows)
     already = 20  # the logged instants that the file has too
     assert "imported {} rows".format(valid - already) in r.stdout, r.stdout
@@ -140,6 +140,21 @@ async def test_import_once_merge_and_serve(tmp_path):
     assert "refused {} malformed (line {}, ...)".format(len(bad), ", ".join(
         map(str, bad[:5]))) in r.stdout, r.stdout
     assert "ignored columns: status" in r.stdout
+    # The reason of each of the first refused lines, with its text, then a count.
+    reasons = [line.strip() for line in r.stdout.splitlines() if "  refused line" in line]
+    assert [line.split(":")[0] for line in reasons] == [
+        "refused line {}".format(n) for n in bad[:5]], r.stdout
+    assert "'garbage'" in reasons[0] and "1 cells where the header has 10" in reasons[0]
+    assert "ts 'notanumber' is not an integer" in reasons[1]
+    assert "is not an ISO-8601 time" in reasons[2]
+    assert "cell 3 'abc' is not a number or boolean" in reasons[3]
+    assert "86400000 ms away from ts" in reasons[4]
+    assert "and {} more refused line(s)".format(len(bad) - 5) in r.stdout
+    # New day files are readable as the bridge's own are (not 0600).
+    bridge_mode = (device_dir / file_name(second_day)).stat().st_mode & 0o777
+    modes = {(device_dir / n).stat().st_mode & 0o777 for n in os.listdir(device_dir)
+             if n.endswith(".csv")}
+    assert modes == {bridge_mode} and bridge_mode & 0o044, (oct(bridge_mode), modes)
 
     # Every file is whole, sorted and one header wide; caches are built for
     # the imported days but the newest file (the bridge's live one).
@@ -154,7 +169,7 @@ async def test_import_once_merge_and_serve(tmp_path):
     # Idempotent: the same file again adds nothing and rewrites nothing.
     r = run_cli("import", str(source), "--device", FIRST, "--data-dir", str(data_dir),
                 timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     assert "imported 0 rows" in r.stdout and "skipped {} duplicates".format(valid + 7) \
         in r.stdout, r.stdout
     assert {name: (device_dir / name).read_bytes() for name in names} == before
@@ -193,9 +208,10 @@ async def test_import_once_merge_and_serve(tmp_path):
         assert served[ts]["target_ch0"] == "25"
 
 
-def peak_mb(argv) -> float:
+def peak_mb(argv, status: int) -> float:
     """Peak resident memory (VmHWM) of a process running ``argv`` (watched
-    while it runs: a child's rusage would count the forking parent's)."""
+    while it runs: a child's rusage would count the forking parent's), which
+    must exit with ``status``."""
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while process.poll() is None:
@@ -207,7 +223,7 @@ def peak_mb(argv) -> float:
         if match:
             peak = max(peak, int(match[1]))
         time.sleep(0.01)
-    assert process.wait() == 0
+    assert process.wait() == status
     return peak / 1024
 
 
@@ -219,7 +235,8 @@ def test_import_memory_stays_flat(tmp_path):
         source = tmp_path / "old-{}.csv".format(n)
         old_server_csv(source, n=n, step=timedelta(seconds=10))
         peaks.append(peak_mb(BRIDGE + ["import", str(source), "--device", FIRST,
-                                       "--data-dir", str(tmp_path / str(n))]))
+                                       "--data-dir", str(tmp_path / str(n))],
+                             status=1))  # its malformed lines are refused
     print("import peak memory: {:.0f} MB for 3 days, {:.0f} MB for 30 days".format(*peaks))
     assert peaks[1] < peaks[0] + 10, peaks
 

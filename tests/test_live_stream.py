@@ -42,9 +42,9 @@ def test_samples_are_the_rows_of_series_with_ts_as_id(lab):
 
 def test_status_events_carry_what_the_page_needs(lab):
     bridge, url = lab
-    with open_stream(url + "/stream?device=thermostat1") as (response, events):
+    with open_stream(url + "/stream?device=sim1") as (response, events):
         status = next_of(events, "status")["data"]
-    assert status["name"] == "thermostat1" and status["status"] == "ok"
+    assert status["name"] == "sim1" and status["status"] == "ok"
     assert status["firmware"] == "2025" and status["hwrev"].startswith("v")
     assert len(status["targets"]) == 2 and status["limits"][0]["max_v"] == 4.0
     assert status["memory_s"] == 60.0 and status["stale_after_s"] < status["disconnected_after_s"]
@@ -90,10 +90,10 @@ def test_after_parameter_replays_and_the_header_wins(lab):
 @pytest.mark.parametrize("query, headers, status, name", [
     ("device=nope", {}, 404, None),
     ("", {}, 422, "device"),
-    ("device=thermostat0&after=-1", {}, 422, "after"),
-    ("device=thermostat0&after=x", {}, 422, "after"),
-    ("device=thermostat0", {"Last-Event-ID": "yesterday"}, 422, "last-event-id"),
-    ("device=thermostat0", {"Last-Event-ID": "9" * 30}, 422, "last-event-id"),
+    ("device=sim0&after=-1", {}, 422, "after"),
+    ("device=sim0&after=x", {}, 422, "after"),
+    ("device=sim0", {"Last-Event-ID": "yesterday"}, 422, "last-event-id"),
+    ("device=sim0", {"Last-Event-ID": "9" * 30}, 422, "last-event-id"),
 ])
 def test_bad_stream_requests_are_refused_by_name(lab, query, headers, status, name):
     bridge, url = lab

@@ -29,7 +29,7 @@ def sample_values(family) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
 
 
-DEVICES = ["thermostat0", "thermostat1"]
+DEVICES = ["sim0", "sim1"]
 #: Series of the bridge itself, without a device label.
 BRIDGE_WIDE = {"thermostat_bus_delivered", "thermostat_bus_dropped", "thermostat_bus_queued",
                "thermostat_alarm_rule_evaluations"}
@@ -60,8 +60,8 @@ async def test_metrics_exposition(tmp_path):
         targets = {(s.labels["device"], s.labels["channel"]): s.value
                    for s in found["thermostat_target_temperature_celsius"].samples}
         # The simulated devices' targets differ (OFFSET_C apart).
-        assert targets == {("thermostat0", "0"): 24.0, ("thermostat0", "1"): 26.0,
-                           ("thermostat1", "0"): 25.5, ("thermostat1", "1"): 27.5}
+        assert targets == {("sim0", "0"): 24.0, ("sim0", "1"): 26.0,
+                           ("sim1", "0"): 25.5, ("sim1", "1"): 27.5}
         for device in DEVICES:
             labels = (("device", device),)
             values = {name: sample_values(found[name]) for name in found}
@@ -121,7 +121,7 @@ async def test_stale_values_are_not_exported(tmp_path):
         found = families((await client.get("/metrics")).text)
         errors = sample_values(found["thermostat_poll_errors"])
         assert errors[("thermostat_poll_errors_total",
-                       (("device", "thermostat0"), ("reason", "timeout")))] >= 1
+                       (("device", "sim0"), ("reason", "timeout")))] >= 1
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -76,7 +76,8 @@ def test_public_methods_are_the_intended_ones():
         "set_current", "set_output_limits", "set_pid_params", "set_target", "engage_pid",
         "set_b_parameter", "set_postfilter", "set_center", "set_polarity", "set_fan",
         "set_fcurve", "save_config", "load_config", "reset", "power_up", "wait_settled",
-        "autotune", "autotune_progress", "abort", "step_response", "ramp"}
+        "autotune", "autotune_progress", "abort", "step_response", "ramp", "safe_window",
+        "channel_state"}
 
 
 def test_no_postponed_annotations_in_facade_module():

@@ -45,7 +45,7 @@ BOTH = ("2023", "2025")
 
 # (line, firmwares where it is accepted); everything else must be rejected.
 TABLE = [
-    # §3.3 consequences table
+    # consequences of the grammar's rules
     ("output ", ("2025",)), ("pwm ", ("2023",)), ("pid ", BOTH), ("report ", BOTH),
     ("output 0 max_v 2.5 ", ("2025",)), ("pwm 0 max_v 2.5 ", ("2023",)),
     ("pid 0 kp 0.5 ", ()), ("b-p 0 r0 10000 ", ()), ("s-h 0 r0 10000 ", ()),

@@ -26,7 +26,7 @@ from sinks_kit import (ADMIN, DelayProxy, Influxd, VictoriaMetrics, needs_influx
 from thermostat_ctrl.bridge.sinks.settings import sinks_from, spool_dir
 from thermostat_ctrl.bridge.sinks.spool import Spool
 
-DEVICES = ("thermostat0", "thermostat1")
+DEVICES = ("sim0", "sim1")
 SINK_LOGGER = "thermostat_ctrl.bridge.sinks.influx"
 
 

@@ -4,10 +4,15 @@ a bad value into argparse's one-line usage error naming the argument."""
 
 import argparse
 import math
+import re
 
 from . import protocol
 
-__all__ = ["number", "positive", "non_negative", "port", "address", "channel"]
+__all__ = ["number", "positive", "non_negative", "port", "address", "named_address", "channel",
+           "TARGET_NAME"]
+
+#: What a name given with ``NAME=HOST`` may be (an RPC target name: no spaces).
+TARGET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 def number(text: str) -> float:
@@ -50,6 +55,16 @@ def address(text: str) -> tuple:
         return protocol.parse_address(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def named_address(text: str) -> tuple:
+    """``[NAME=]HOST[:PORT]`` as (name or None, (host, port)); NAME matches
+    :data:`TARGET_NAME`."""
+    name, sep, rest = text.rpartition("=")
+    if sep and not TARGET_NAME.match(name):
+        raise argparse.ArgumentTypeError(
+            "name {!r} must be letters, digits, '_', '.' or '-' (at most 64)".format(name))
+    return (name if sep else None), address(rest)
 
 
 def channel(text: str) -> int:

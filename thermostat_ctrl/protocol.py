@@ -4,7 +4,7 @@ Builds validated command lines for both firmware dialects and parses reply
 lines.  A :class:`Command` carries its wire bytes and how many reply lines the
 device sends for it, so a transport never has to know the grammar.
 
-Dialects (see ``thermostat-protocol.md``):
+Dialects:
 
 * ``"2023"``: ``pwm`` and ``s-h``; output limits shown as ``{"value", "max"}``
   objects; ``report mode`` exists.
@@ -43,6 +43,12 @@ OUTPUT_LIMITS = ("max_i_pos", "max_i_neg", "max_v")
 PID_PARAMS = ("target", "kp", "ki", "kd", "output_min", "output_max")
 B_PARAMS = ("t0", "r0", "b")
 POLARITIES = ("normal", "reversed")
+#: Keys of each channel's object of a ``report``, in order (both firmwares).
+REPORT_KEYS = ("channel", "time", "interval", "adc", "sens", "temperature", "pid_engaged",
+               "i_set", "dac_value", "dac_feedback", "i_tec", "tec_i", "tec_u_meas",
+               "pid_output")
+#: Report keys of older firmware only (``vref`` until August 2023).
+HISTORIC_REPORT_KEYS = ("vref",)
 
 # Largest magnitudes each firmware accepts without clamping them silently.
 CURRENT_MAX = {"2023": 3.0, "2025": 2.0}
@@ -108,10 +114,10 @@ def check_firmware(firmware: str) -> str:
     return firmware
 
 
-def parse_address(address: str) -> tuple:
+def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple:
     """Split ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6) into (host, port);
-    port 23 when omitted.  ValueError for a malformed address."""
-    host, port = address, DEFAULT_PORT
+    ``default_port`` (23) when omitted.  ValueError for a malformed address."""
+    host, port = address, default_port
     if address.startswith("["):
         host, sep, rest = address[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):

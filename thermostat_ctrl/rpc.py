@@ -6,7 +6,8 @@ in :class:`PublicMethods` so that only its public methods are reachable:
 nothing reachable over RPC can send raw text to the device or alter the
 controller.
 
-Rules kept here because of sipyco (see ``artiq-sipyco.md`` §2, §4):
+Rules kept here because of sipyco (its RPC carries JSON only, and only
+public methods of the target):
 
 * return values are plain JSON types (dict, list, str, float, int, bool,
   None);
@@ -29,6 +30,7 @@ from typing import Any, Awaitable, Optional, Union
 
 from . import procedures, protocol
 from .driver import Thermostat
+from .procedures.watch import ChannelWatch
 from .protocol import DeviceError, ProtocolError, UnsupportedCommand
 
 logger = logging.getLogger(__name__)
@@ -42,12 +44,17 @@ class ThermostatRPC:
     Channels are 0 and 1. Temperatures in degrees Celsius, currents in A,
     voltages in V. Errors: ValueError for a bad argument, ConnectionError or
     TimeoutError when the device cannot be reached (the controller keeps
-    retrying), RuntimeError when the device rejects a command.
+    retrying), RuntimeError when the device rejects a command. Every way of
+    setting a target refuses one outside the controller's safe window.
     """
 
-    def __init__(self, driver: Thermostat):
+    def __init__(self, driver: Thermostat, safe_window: tuple = procedures.SAFE_WINDOW,
+                 ping_device: bool = True):
         self._driver = driver
+        self._ping_device = ping_device
         self._jobs: dict = {}  # channel -> the procedure running on it
+        self._safe_window = procedures.check_window(safe_window)
+        self._watches: dict = {}  # channel -> its ChannelWatch
 
     async def _call(self, awaitable: Awaitable) -> Any:
         """Await a driver call, turning the package's exceptions into builtins."""
@@ -66,7 +73,13 @@ class ThermostatRPC:
 
     async def ping(self) -> bool:
         """True when the device answers a short query, False (never an
-        exception) when it does not."""
+        exception) when it does not.  A controller serving several devices
+        answers True while it serves (``status()`` tells whether this device
+        is connected): the controller manager pings one target and restarts
+        the whole controller when that fails, which would cut off the
+        devices that are fine."""
+        if not self._ping_device:
+            return True
         try:
             await self._driver.get_hwrev()
         except Exception as e:
@@ -157,9 +170,11 @@ class ThermostatRPC:
 
     async def set_target(self, ch: int, celsius: float,
                          ramp: Optional[float] = None) -> Optional[dict]:
-        """Set the PID target temperature in degC; with ``ramp`` (K/s) move it
-        there at that rate instead (see :meth:`ramp`, whose result it
-        returns)."""
+        """Set the PID target temperature in degC (ValueError outside the
+        controller's safe window, see :meth:`safe_window`); with ``ramp``
+        (K/s) move it there at that rate instead (see :meth:`ramp`, whose
+        result it returns)."""
+        procedures.check_target(celsius, self._safe_window)
         if ramp is not None:
             return await self.ramp(ch, celsius, ramp)
         await self._call(self._driver.set_target(ch, celsius))
@@ -223,14 +238,15 @@ class ThermostatRPC:
         limits and PID gains, the target, then engage the PID.
 
         All arguments are checked before anything is sent; a target outside
-        ``safe_window`` ([low, high] degC, default [-10, 80]) is a ValueError.
+        ``safe_window`` ([low, high] degC within the controller's window,
+        which is the default) is a ValueError.
         Returns the channel's resulting ``{"pid": {...}, "output": {...}}``
         (with ``"warning"`` when the output limits are all 0, the boot
         default, so that no current can flow).
         """
         result = await self._call(procedures.power_up(
             self._driver, ch, target, kp, ki, kd, max_i_pos, max_i_neg, max_v,
-            safe_window=_window(safe_window)))
+            safe_window=self._window(safe_window)))
         if "warning" in result:
             logger.warning("%s", result["warning"])
         return result
@@ -275,7 +291,7 @@ class ThermostatRPC:
             return await self._call(procedures.autotune(
                 self._driver, ch, target, rule=rule, amplitude=amplitude,
                 hysteresis=hysteresis, window=window, timeout_s=timeout_s, apply=apply,
-                engage=engage, save=save, safe_window=_window(safe_window),
+                engage=engage, save=save, safe_window=self._window(safe_window),
                 on_progress=job["progress"].update, abort=job["abort"]))
 
     def autotune_progress(self, ch: int) -> Optional[dict]:
@@ -313,7 +329,46 @@ class ThermostatRPC:
         with self._job(ch, "step_response") as job:
             return await self._call(procedures.step_response(
                 self._driver, ch, delta, band=band, duration_s=duration_s, hold_s=hold_s,
-                back=back, abort=job["abort"]))
+                back=back, safe_window=self._safe_window, abort=job["abort"]))
+
+    def safe_window(self) -> list:
+        """The controller's safe target window ``[low, high]`` degC
+        (``aqctl_thermostat --safe-window``): targets outside it are refused
+        by every method that sets one."""
+        return list(self._safe_window)
+
+    async def channel_state(self, ch: int, tolerance: float = 0.01,
+                            hold_s: float = 10.0) -> dict:
+        """Channel ``ch``'s regulation now, without waiting for it: whether
+        it is ``in_band`` (within ``tolerance`` K of the target, PID
+        engaged), ``in_band_since`` and ``in_band_s`` (device clock),
+        ``settled`` (in band for ``hold_s`` s), and over the last ``hold_s``
+        s: ``error_mean``, ``error_std`` (K), ``samples``, ``window_s``;
+        also ``temperature``, ``target``, ``error``, ``pid_engaged``,
+        ``time`` and ``age_s`` of the latest sample.
+
+        The controller samples the channel in the background from the first
+        call until 60 s after the last, so later calls answer at once; the
+        first waits for one sample (ConnectionError / TimeoutError when the
+        device does not answer).  ValueError for a bad tolerance or a hold_s
+        outside 0..3600.
+        """
+        protocol.check_channel(ch)
+        watch = self._watches.get(ch)
+        if watch is None:
+            watch = self._watches[ch] = ChannelWatch(self._driver, ch)
+        return await self._call(watch.state(tolerance, hold_s))
+
+    def _window(self, window: Optional[list]) -> tuple:
+        """A call's safe window: the controller's, or one inside it."""
+        if window is None:
+            return self._safe_window
+        low, high = procedures.check_window(window)
+        if low < self._safe_window[0] or high > self._safe_window[1]:
+            raise ValueError("safe_window {}..{} degC reaches beyond the controller's safe"
+                             " window {}..{} degC (aqctl_thermostat --safe-window)".format(
+                                 low, high, *self._safe_window))
+        return low, high
 
     async def ramp(self, ch: int, target: float, rate: float,
                    safe_window: Optional[list] = None) -> dict:
@@ -333,7 +388,7 @@ class ThermostatRPC:
         """
         with self._job(ch, "ramp") as job:
             return await self._call(procedures.ramp(
-                self._driver, ch, target, rate, safe_window=_window(safe_window),
+                self._driver, ch, target, rate, safe_window=self._window(safe_window),
                 on_progress=job["progress"].update, abort=job["abort"]))
 
     @contextlib.contextmanager
@@ -349,10 +404,6 @@ class ThermostatRPC:
             yield job
         finally:
             del self._jobs[ch]
-
-
-def _window(window: Optional[list]) -> tuple:
-    return procedures.SAFE_WINDOW if window is None else tuple(window)
 
 
 class PublicMethods:

@@ -22,16 +22,15 @@ import uvicorn
 
 from . import config as bridge_config
 from .config import ENV_PREFIX, BridgeConfig, parse_fields
+from .import_cli import main as import_main
 from .runtime import Bridge, tune_process
-from .sinks import settings as sink_settings
 from .web.app import create_app
 
 logger = logging.getLogger("thermostat_bridge")
 
-#: Defaults of the options a TOML file may also set (None on the parser, so
-#: that an option given on the command line is told apart and wins).
-DEFAULTS = {"speed": 1.0, "data_dir": "./thermostat-data", "poll_period": 1.0,
-            "memory_s": 600.0, "firmware": "auto", "bind": "127.0.0.1", "port": 8000}
+#: Variables that give the devices instead of the command line.
+_DEVICE_VARIABLES = tuple(ENV_PREFIX + name for name in ("DEVICES", "DEVICE", "SIMULATION",
+                                                         "CONFIG"))
 
 
 def get_argparser() -> argparse.ArgumentParser:
@@ -54,7 +53,7 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--bind",
                         help="address to serve HTTP on (default 127.0.0.1); any other than"
                              " loopback needs a token")
-    parser.add_argument("--token", default=os.environ.get(ENV_PREFIX + "TOKEN") or None,
+    parser.add_argument("--token",
                         help="bearer token POST endpoints require (default: ${}TOKEN, which"
                              " keeps it out of the process list)".format(ENV_PREFIX))
     parser.add_argument("--protect-reads", action="store_true", default=None,
@@ -70,6 +69,10 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir",
                         help="directory of the CSV files, one folder per device"
                              " (default ./thermostat-data)")
+    parser.add_argument("--adopt", action="store_true", default=None,
+                        help="append to device folders whose device.json records another"
+                             " device (a simulation, another address); without it the"
+                             " bridge refuses to start")
     parser.add_argument("--poll-period", type=float, metavar="S",
                         help="seconds between polls of each device (default 1.0)")
     parser.add_argument("--memory-s", type=float, metavar="S",
@@ -93,6 +96,10 @@ def get_argparser() -> argparse.ArgumentParser:
                        help="...or once the oldest has waited S seconds (default 1)")
     sinks.add_argument("--influx-measurement", metavar="NAME",
                        help="measurement of the points (default thermostat)")
+    parser.add_argument("--artiq-master", metavar="HOST[:PORT]",
+                        help="publish live datasets to this ARTIQ master (control port, 3251"
+                             " by default) for the dashboard's applets (default:"
+                             " ${}ARTIQ_MASTER)".format(ENV_PREFIX))
     alarms = parser.add_argument_group(
         "alarms", "rules and their settings: the [alarms] tables of the TOML file")
     alarms.add_argument("--notify", metavar="URL", action="append",
@@ -115,48 +122,34 @@ def fail(message: Any) -> NoReturn:
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
-    """The settings of the TOML file (if any) with the options given on the
-    command line on top, and the defaults below."""
-    settings: dict = dict(DEFAULTS)
-    if args.config is not None:
-        settings.update(bridge_config.read_toml(args.config))
-    given = {
-        "devices": args.device, "simulation": args.simulation, "speed": args.speed,
-        "bind": args.bind, "token": args.token, "protect_reads": args.protect_reads,
-        "write_token_file": args.write_token_file,
-        "port": args.port, "data_dir": args.data_dir, "poll_period": args.poll_period,
-        "memory_s": args.memory_s, "fields": parse_fields(args.fields),
-        "firmware": args.firmware, "influx": args.influx or _env_list("INFLUX"),
+    """The settings the command line gives (None where an option is not given;
+    :func:`~.config.load` puts them over the file's and the environment's)."""
+    try:
+        fields = parse_fields(args.fields)
+    except ValueError as e:
+        raise ValueError("--fields: {}".format(e)) from None
+    return {
+        "config": args.config, "devices": args.device, "simulation": args.simulation,
+        "speed": args.speed, "bind": args.bind, "token": args.token,
+        "protect_reads": args.protect_reads, "write_token_file": args.write_token_file,
+        "adopt": args.adopt, "port": args.port,
+        "data_dir": args.data_dir,
+        "poll_period": args.poll_period, "memory_s": args.memory_s, "fields": fields,
+        "firmware": args.firmware, "influx": args.influx,
         "influx_spool_mb": args.influx_spool_mb, "influx_batch_points": args.influx_batch_points,
         "influx_batch_s": args.influx_batch_s, "influx_measurement": args.influx_measurement,
-        "notify": args.notify or (os.environ.get(ENV_PREFIX + "NOTIFY", "").split() or None),
-        **sink_settings.credentials_from_env(os.environ, ENV_PREFIX),
+        "notify": args.notify, "artiq_master": args.artiq_master,
     }
-    if args.device is not None or args.simulation is not None:
-        settings.pop("simulation", None)  # the command line's devices replace the file's
-        settings.pop("file_devices", None)
-    settings.update({k: v for k, v in given.items() if v is not None})
-    return settings
 
 
-def _env_list(name: str) -> Optional[list]:
-    """A comma-separated ``THERMOSTAT_<name>`` variable as a list; None when unset."""
-    items = [v.strip() for v in os.environ.get(ENV_PREFIX + name, "").split(",") if v.strip()]
-    return items or None
-
-
-def config_from_args(parser: argparse.ArgumentParser,
-                     args: argparse.Namespace) -> tuple[BridgeConfig, int]:
-    """The :class:`BridgeConfig` and HTTP port of parsed arguments; one line
-    and exit status 2 when they are invalid."""
-    if args.device is None and args.simulation is None and args.config is None:
+def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BridgeConfig:
+    """The :class:`BridgeConfig` of parsed arguments and the environment; one
+    line and exit status 2 when it is invalid."""
+    if args.device is None and args.simulation is None and args.config is None \
+            and not any(os.environ.get(name, "").strip() for name in _DEVICE_VARIABLES):
         parser.error("give the devices: -d/--device, --simulation or --config")
     try:
-        settings = settings_from_args(args)
-        port = settings.pop("port")
-        if not isinstance(port, int) or not 0 <= port < 65536:
-            raise ValueError("port must be 0..65535, not {!r}".format(port))
-        return bridge_config.build(**settings), port
+        return bridge_config.load(settings_from_args(args), os.environ)
     except ValueError as e:  # ExposureError among them: before anything is bound
         fail(e)
 
@@ -198,19 +191,18 @@ async def serve(server: uvicorn.Server, sock: socket.socket, bridge: Bridge) -> 
         server.should_exit = True
     await serving
     if bridge.fatal is not None:
-        return 2
-    return 0 if server.started else 1
+        logger.error("%s", bridge.fatal)
+    return 0 if server.started and bridge.fatal is None else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of ``thermostat_bridge`` (and of ``thermostat_bridge import``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["import"]:
-        from .import_cli import main as import_main
         return import_main(argv[1:])
     parser = get_argparser()
     args = parser.parse_args(argv)
-    config, port = config_from_args(parser, args)
+    config = config_from_args(parser, args)
     level = logging.INFO + 10 * (args.quiet - min(args.verbose, 1))
     logging.basicConfig(level=level, format="%(levelname)s:%(name)s: %(message)s")
     if not args.verbose:
@@ -221,7 +213,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         # Apprise warns of each failed delivery; the notifier says it once, with the retry.
         logging.getLogger("apprise").setLevel(max(level, logging.ERROR))
     try:
-        sock = bind_socket(config.bind, port)
+        sock = bind_socket(config.bind, config.port)
     except OSError as e:
         fail(e)
     try:

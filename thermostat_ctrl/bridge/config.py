@@ -3,7 +3,8 @@ command line, a TOML file or the environment.
 
 A device is given as ``[NAME=]HOST[:PORT]``.  NAME matches
 :data:`DEVICE_NAME` and is unique; a device without a name is
-``thermostat0``, ``thermostat1``, ... by position.
+``thermostat0``, ``thermostat1``, ... by position; simulated devices are
+``sim0``, ``sim1``, ...
 
 TOML file (``--config bridge.toml``; keys as the long options)::
 
@@ -26,14 +27,20 @@ TOML file (``--config bridge.toml``; keys as the long options)::
     [alarms.out_of_band]           # rule settings (see alarms.settings), also per
     band_k = 0.02                  # [[device]] ([device.alarms...]) and channel
 
+    artiq_master = "127.0.0.1:3251"  # live datasets for the ARTIQ dashboard
     influx = ["http://127.0.0.1:8086/write?db=lab"]   # sinks (see sinks.settings)
     influx_spool_mb = 256          # and influx_measurement, influx_batch_points,
                                    # influx_batch_s, influx_token_file, ...
 
-Options given on the command line override the file's, for every device.
+Settings are merged in one place, :func:`load`: the dataclasses' defaults,
+then the TOML file, then the environment, then the command line, each
+overriding the one before for every device (devices given on one of them
+replace those of the ones before).  Everything is checked there, before
+anything is bound or written, and an error names where the bad value came
+from: the file, the variable or the option, the device and the key.
 
-Environment variables read by :func:`from_env` (used by the ASGI factory
-``thermostat_ctrl.bridge.web.app:app_from_env``):
+Environment variables (the only source of the ASGI factory
+``thermostat_ctrl.bridge.web.app:app_from_env``, see :func:`from_env`):
 
 ==============================  ==============================================
 ``THERMOSTAT_DEVICES``          ``NAME=HOST[:PORT],...`` (names optional)
@@ -58,27 +65,34 @@ Environment variables read by :func:`from_env` (used by the ASGI factory
                                 that may change devices (see
                                 :mod:`.access`); without it the bridge is
                                 read-only
+``THERMOSTAT_ADOPT``            ``1``: append to device folders that record
+                                another device's rows (``--adopt``)
 ``THERMOSTAT_INFLUX``           InfluxDB / VictoriaMetrics write URLs,
                                 comma-separated; their credentials:
                                 ``THERMOSTAT_INFLUX_TOKEN(_FILE)``,
                                 ``..._USER``, ``..._PASSWORD(_FILE)``
 ``THERMOSTAT_INFLUX_SPOOL_MB``  bound of each sink's spool (256)
+``THERMOSTAT_ARTIQ_MASTER``     ``HOST[:PORT]`` of an ``artiq_master`` (port
+                                3251) receiving live datasets
 ``THERMOSTAT_NOTIFY``           Apprise URLs receiving the alarms,
                                 separated by spaces
 ==============================  ==============================================
 """
 
+import contextlib
 import math
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .. import protocol
 from . import access
+from .acquisition import schema
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
+from .sinks.artiq_master import parse_master
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,17 +108,43 @@ TOKEN_MIN = 16
 DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: The name of the ``i``-th device given without one.
 DEFAULT_NAME = "thermostat{}"
+#: The name of the ``i``-th simulated device: never a real device's default, so
+#: by default a simulation's rows go to folders of their own.
+SIMULATED_NAME = "sim{}"
 #: Most simulated devices one bridge runs.
 MAX_SIMULATED = 32
+#: The data directory unless one is given.
+DATA_DIR = "./thermostat-data"
 
 _TOKEN = re.compile(r"^[!-~]+$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
+#: Settings of the bridge that are the defaults of every device.
+_DEVICE_DEFAULTS = ("poll_period", "fields", "firmware", "timeout")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
-             "write_token_file",
+             "artiq_master", "write_token_file",
              *("influx_" + option for option in sink_settings.OPTIONS)}
+
+
+class SettingError(ValueError):
+    """A bad value of the setting ``key``; :func:`load` says where it came from."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+@contextlib.contextmanager
+def _setting(key: str) -> Iterator[None]:
+    """Turn a ValueError of the checks inside into a :class:`SettingError` of ``key``."""
+    try:
+        yield
+    except SettingError:
+        raise
+    except ValueError as e:
+        raise SettingError(key, str(e)) from None
 
 
 class ExposureError(ValueError):
@@ -130,21 +170,27 @@ class DeviceConfig:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not DEVICE_NAME.match(self.name):
-            raise ValueError("device name {!r} must match {} (lower-case letters, digits,"
-                             " '_' and '-', at most 32)".format(self.name, DEVICE_NAME.pattern))
+            raise SettingError("name", "device name {!r} must match {} (lower-case letters,"
+                               " digits, '_' and '-', at most 32)".format(
+                                   self.name, DEVICE_NAME.pattern))
         try:
-            if self.address is not None:
-                protocol.parse_address(self.address)
-            if self.firmware != "auto":
-                protocol.check_firmware(self.firmware)
-            _check_period(self.poll_period)
-            if self.fields is not None and not self.fields:
-                raise ValueError("fields must name at least one report field")
-            if self.timeout is not None and not (_finite(self.timeout) and self.timeout > 0):
-                raise ValueError("timeout must be a positive number of seconds, not {!r}"
-                                 .format(self.timeout))
-        except ValueError as e:
-            raise ValueError("device {}: {}".format(self.name, e)) from None
+            with _setting("address"):
+                if self.address is not None:
+                    protocol.parse_address(self.address)
+            with _setting("firmware"):
+                if self.firmware != "auto":
+                    protocol.check_firmware(self.firmware)
+            with _setting("poll_period"):
+                _check_period(self.poll_period)
+            with _setting("fields"):
+                if self.fields is not None:
+                    object.__setattr__(self, "fields", check_fields(self.fields))
+            with _setting("timeout"):
+                if self.timeout is not None and not (_finite(self.timeout) and self.timeout > 0):
+                    raise ValueError("timeout must be a positive number of seconds, not {!r}"
+                                     .format(self.timeout))
+        except SettingError as e:
+            raise SettingError(e.key, "device {}: {}".format(self.name, e)) from None
 
     @property
     def simulated(self) -> bool:
@@ -178,15 +224,20 @@ class BridgeConfig:
 
     devices: tuple
     speed: float = 1.0
-    data_dir: str = "./thermostat-data"
+    data_dir: str = DATA_DIR
     memory_s: float = 600.0
     bind: str = "127.0.0.1"
     token: Optional[str] = None
     protect_reads: bool = False
+    #: Append to device folders that record another device's rows (see
+    #: :mod:`.storage.identity`); from the command line or the environment only.
+    adopt: bool = False
+    port: int = 8000  #: HTTP port of the ``thermostat_bridge`` command (0: a free one)
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
     #: ``(name, token)`` pairs that may change devices; none: read-only
     write_tokens: tuple = ()
     notify: tuple = ()  #: Apprise URLs receiving the alarms
+    artiq_master: Optional[str] = None  #: ``HOST[:PORT]`` of the ARTIQ master sink
     #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
     alarms: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -199,19 +250,39 @@ class BridgeConfig:
             raise ValueError("device name {} given more than once".format(", ".join(repeated)))
         if any(d.simulated for d in self.devices) and not all(d.simulated for d in self.devices):
             raise ValueError("simulated and real devices cannot be mixed")
-        if not (_finite(self.speed) and self.speed > 0):
-            raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
-        if self.speed != 1.0 and not self.simulation:
-            raise ValueError("speed only applies to the simulation")
+        with _setting("speed"):
+            if not (_finite(self.speed) and self.speed > 0):
+                raise ValueError("speed must be a positive number, not {!r}".format(self.speed))
+            if self.speed != 1.0 and not self.simulation:
+                raise ValueError("speed only applies to the simulation")
+        with _setting("data_dir"):
+            if not isinstance(self.data_dir, str) or not self.data_dir:
+                raise ValueError("data_dir must be a directory path, not {!r}"
+                                 .format(self.data_dir))
         longest = max(d.poll_period for d in self.devices)
-        if not (_finite(self.memory_s) and self.memory_s >= longest):
-            raise ValueError("memory must be at least one poll period ({} s), not {!r}"
-                             .format(longest, self.memory_s))
+        with _setting("memory_s"):
+            if not (_finite(self.memory_s) and self.memory_s >= longest):
+                raise ValueError("memory must be at least one poll period ({} s), not {!r}"
+                                 .format(longest, self.memory_s))
+        with _setting("port"):
+            if isinstance(self.port, bool) or not isinstance(self.port, int) \
+                    or not 0 <= self.port < 65536:
+                raise ValueError("port must be 0..65535, not {!r}".format(self.port))
+        with _setting("bind"):
+            if not isinstance(self.bind, str):
+                raise ValueError("bind must be an address, not {!r}".format(self.bind))
         if self.token is not None:
             check_token(self.token)
         if self.token is not None and any(t == self.token for _, t in self.write_tokens):
             raise ValueError("a write token must differ from the read token (--token)")
-        object.__setattr__(self, "notify", check_urls(self.notify))
+        with _setting("notify"):
+            object.__setattr__(self, "notify", check_urls(self.notify))
+        with _setting("artiq_master"):
+            if self.artiq_master is not None:
+                if not isinstance(self.artiq_master, str):
+                    raise ValueError("artiq_master must be HOST[:PORT], not {!r}".format(
+                        self.artiq_master))
+                parse_master(self.artiq_master)
         if self.protect_reads and self.token is None:
             raise ExposureError("protecting reads needs a token (--token or {}TOKEN)"
                                 .format(ENV_PREFIX))
@@ -258,24 +329,24 @@ def parse_device(spec: str, position: int) -> tuple[str, str]:
 
 
 def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
-          file_devices: Sequence[dict] = (),
-          poll_period: float = 1.0, fields: Optional[tuple] = None, firmware: str = "auto",
-          timeout: Optional[float] = None, **settings: Any) -> BridgeConfig:
-    """A :class:`BridgeConfig` from device entries and settings.
+          file_devices: Sequence[dict] = (), **settings: Any) -> BridgeConfig:
+    """A :class:`BridgeConfig` from device entries and settings; what is not
+    given keeps the dataclasses' defaults.
 
     ``devices`` are ``[NAME=]HOST[:PORT]`` entries; ``simulation`` is a number
     of simulated devices (``true`` in a file: one); ``file_devices`` are the
-    ``[[device]]`` tables of a TOML file (used when neither of the other two is given), whose own keys
-    override ``poll_period``, ``fields``, ``firmware`` and ``timeout``.
-    ``settings`` are the other :class:`BridgeConfig` fields, with
-    ``write_token_file`` (read into ``write_tokens``), ``influx``
-    (write URLs) and ``influx_<option>`` for
-    :func:`~.sinks.settings.sinks_from`.
+    ``[[device]]`` tables of a TOML file (used when neither of the other two
+    is given), whose own keys override the settings ``poll_period``,
+    ``fields``, ``firmware`` and ``timeout`` of every device.  The other
+    ``settings`` are :class:`BridgeConfig` fields, with ``write_token_file``
+    (read into ``write_tokens``), ``influx`` (write
+    URLs) and ``influx_<option>`` for :func:`~.sinks.settings.sinks_from`.
     """
-    defaults = dict(poll_period=poll_period, fields=fields, firmware=firmware, timeout=timeout)
+    defaults = {key: settings.pop(key) for key in _DEVICE_DEFAULTS if key in settings}
     influx = {key[len("influx_"):]: settings.pop(key) for key in list(settings)
               if key.startswith("influx_")}
-    settings["influx"] = sink_settings.sinks_from(settings.pop("influx", ()), influx)
+    with _setting("influx"):
+        settings["influx"] = sink_settings.sinks_from(settings.pop("influx", ()), influx)
     token_file = settings.pop("write_token_file", None)
     if token_file is not None:
         settings["write_tokens"] = access.read_token_file(token_file, check_token)
@@ -287,7 +358,7 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
         if not isinstance(simulation, int) or not 1 <= simulation <= MAX_SIMULATED:
             raise ValueError("simulation needs 1 to {} devices, not {}".format(
                 MAX_SIMULATED, simulation))
-        entries = [DeviceConfig(DEFAULT_NAME.format(i), None, **defaults)
+        entries = [DeviceConfig(SIMULATED_NAME.format(i), None, **defaults)
                    for i in range(simulation)]
     elif devices:
         entries = [DeviceConfig(*parse_device(spec, i), **defaults)
@@ -298,7 +369,16 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
 
 
 def _file_device(table: Any, position: int, defaults: dict) -> DeviceConfig:
+    """The device of a ``[[device]]`` table; its errors are of the key ``device``."""
     where = "[[device]] {}".format(position + 1)
+    try:
+        return _table_device(table, position, where, defaults)
+    except ValueError as e:
+        message = str(e) if str(e).startswith(where) else "{}: {}".format(where, e)
+        raise SettingError("device", message) from None
+
+
+def _table_device(table: Any, position: int, where: str, defaults: dict) -> DeviceConfig:
     if not isinstance(table, dict):
         raise ValueError("{}: must be a table".format(where))
     unknown = sorted(set(table) - _DEVICE_KEYS)
@@ -334,6 +414,9 @@ def read_toml(path: str) -> dict:
             data = tomllib.load(f)
     except OSError as e:
         raise ValueError("cannot read {}: {}".format(path, e.strerror or e)) from None
+    except UnicodeDecodeError as e:
+        raise ValueError("{}: not UTF-8 text (byte {} at offset {})".format(
+            path, hex(e.object[e.start]), e.start)) from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError("{}: {}".format(path, e)) from None
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -368,8 +451,9 @@ def fields_of(value: Any, what: str) -> tuple:
     raise ValueError("{} must be a list of report field names".format(what))
 
 
-def from_env(environ: Mapping[str, str]) -> BridgeConfig:
-    """Build the configuration from ``THERMOSTAT_*`` variables (see the module doc)."""
+def env_settings(environ: Mapping[str, str]) -> dict:
+    """The settings the ``THERMOSTAT_*`` variables of ``environ`` give (see the
+    module doc), with ``config`` for ``THERMOSTAT_CONFIG``."""
     def get(name: str) -> Optional[str]:
         value = environ.get(ENV_PREFIX + name)
         return None if value is None or not value.strip() else value.strip()
@@ -390,7 +474,7 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
             raise ValueError("{}{} must be 1 or 0, not {!r}".format(ENV_PREFIX, name, text))
         return True if text in _TRUE else None
 
-    settings = read_toml(get("CONFIG")) if get("CONFIG") else {}
+    settings: dict = {}
     devices = get("DEVICES")
     if devices is not None and get("DEVICE") is not None:
         raise ValueError("set {0}DEVICES or {0}DEVICE, not both".format(ENV_PREFIX))
@@ -403,21 +487,65 @@ def from_env(environ: Mapping[str, str]) -> BridgeConfig:
         settings["simulation"] = int(simulation)
     elif flag("SIMULATION"):
         settings["simulation"] = 1
-    overrides = {
-        "speed": number("SPEED"), "data_dir": get("DATA_DIR"),
+    try:
+        fields = parse_fields(get("FIELDS"))
+    except ValueError as e:
+        raise ValueError("{}FIELDS: {}".format(ENV_PREFIX, e)) from None
+    given = {
+        "config": get("CONFIG"), "speed": number("SPEED"), "data_dir": get("DATA_DIR"),
         "poll_period": number("POLL_PERIOD"), "memory_s": number("MEMORY_S"),
-        "fields": parse_fields(get("FIELDS")), "firmware": get("FIRMWARE"),
+        "fields": fields, "firmware": get("FIRMWARE"),
         "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
-        "protect_reads": flag("PROTECT_READS"), "write_token_file": get("WRITE_TOKEN_FILE"),
+        "protect_reads": flag("PROTECT_READS"), "adopt": flag("ADOPT"),
+        "write_token_file": get("WRITE_TOKEN_FILE"),
         "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),
         "notify": get("NOTIFY").split() if get("NOTIFY") else None,
+        "artiq_master": get("ARTIQ_MASTER"),
         **sink_settings.credentials_from_env(environ, ENV_PREFIX),
     }
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    settings.pop("port", None)
-    return build(**settings)
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings
+
+
+def load(given: Mapping[str, Any], environ: Mapping[str, str]) -> BridgeConfig:
+    """The one merge point of the settings: the defaults, the TOML file
+    (``config``), the environment, then ``given`` (the command line's
+    options, None where not given), each overriding the ones before; devices
+    given by one replace those of the ones before.  ValueError with one line
+    naming where a bad value came from (file, variable or option), the
+    device and the key."""
+    env = env_settings(environ)
+    given = {k: v for k, v in given.items() if v is not None}
+    path = given.pop("config", env.pop("config", None))
+    layers: list[tuple[dict, Callable[[str], str]]] = []
+    if path is not None:
+        layers.append((read_toml(path), lambda key: path))
+    layers.append((env, lambda key: ENV_PREFIX + key.upper()))
+    layers.append((given, lambda key: "--" + ("device" if key == "devices" else key)
+                   .replace("_", "-")))
+    settings: dict = {}
+    origins: dict[str, str] = {}
+    for layer, origin in layers:
+        if {"devices", "simulation"} & set(layer):
+            for key in ("devices", "simulation", "file_devices"):
+                settings.pop(key, None)
+        settings.update(layer)
+        origins.update({key: origin(key) for key in layer})
+    if "file_devices" in origins:
+        origins["device"] = origins["file_devices"]
+    try:
+        return build(**settings)
+    except SettingError as e:
+        if e.key not in origins:
+            raise
+        raise SettingError(e.key, "{}: {}".format(origins[e.key], e)) from None
+
+
+def from_env(environ: Mapping[str, str]) -> BridgeConfig:
+    """The configuration the ``THERMOSTAT_*`` variables give (see the module doc)."""
+    return load({}, environ)
 
 
 def check_token(token: str) -> str:
@@ -426,6 +554,21 @@ def check_token(token: str) -> str:
         raise ExposureError("the token must be at least {} printable ASCII characters"
                             " without spaces".format(TOKEN_MIN))
     return token
+
+
+def check_fields(fields: Any) -> tuple:
+    """``fields`` as a tuple if they are distinct report fields some firmware
+    has (see :data:`~.acquisition.schema.KNOWN_FIELDS`), else ValueError
+    naming them."""
+    if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields):
+        raise ValueError("fields must be a list of report field names, not {!r}".format(fields))
+    if not fields:
+        raise ValueError("fields must name at least one report field")
+    try:
+        schema.check_fields(fields, schema.KNOWN_FIELDS)
+    except ValueError as e:
+        raise ValueError("fields: {}".format(e)) from None
+    return tuple(fields)
 
 
 def parse_fields(text: Optional[str]) -> Optional[tuple]:

@@ -3,21 +3,22 @@
     thermostat_bridge import thermostat.csv --device laser --data-dir /var/lib/thermostat-bridge
 
 Streams the file into the device's daily files (:mod:`.storage.importer`)
-with a progress bar, then prints a summary.  It refuses (one line, exit
-status 2) while a bridge holds the data directory.
+with a progress bar, then prints a summary with the reason for each of the
+first refused lines.  Exit status 0 when every line was a row (or a
+duplicate), 1 when some were refused, 2 (one line) when nothing could be
+done: a bad file or option, or a bridge holding the data directory.
 """
 
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 
-from .cli import DEFAULTS, fail
-from .config import DEVICE_NAME
+from .config import DATA_DIR, DEVICE_NAME
 from .storage.datadir import DataDirError, DataDirLock, device_dir
 from .storage.importer import import_csv
 
@@ -31,10 +32,14 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("file", metavar="FILE.csv", help="the original server's CSV file")
     parser.add_argument("--device", required=True, metavar="NAME",
                         help="the device whose history it is (as named to the bridge)")
-    parser.add_argument("--data-dir", default=DEFAULTS["data_dir"],
-                        help="the bridge's data directory (default {})".format(
-                            DEFAULTS["data_dir"]))
+    parser.add_argument("--data-dir", default=DATA_DIR,
+                        help="the bridge's data directory (default {})".format(DATA_DIR))
     return parser
+
+
+def fail(message: Any) -> NoReturn:
+    """One line on stderr, exit status 2."""
+    get_argparser().exit(2, "{}: error: {}\n".format(get_argparser().prog, message))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -67,3 +72,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     finally:
         lock.release()
     print("{}: {}".format(args.file, summary))
+    sys.exit(1 if summary.malformed else 0)

@@ -6,12 +6,15 @@ buffer, CSV log and history in ``<data-dir>/<name>/``) and, in simulation,
 its simulator.  Samples go from the pollers to the bus; the store is its
 lossless consumer, on a thread of its own; the web adds its own with
 :meth:`Bridge.consume`, and each InfluxDB sink (``config.influx``) one that
-spools its points.  The alarm monitor is a consumer too: it evaluates the
+spools its points; the ARTIQ master sink (``config.artiq_master``) publishes
+the status snapshots once a second.  The alarm monitor is a consumer too: it evaluates the
 rules, its verdicts go to the alarm book, the book's raises and clears to
 the notifier.
 """
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import sys
@@ -30,8 +33,10 @@ from .acquisition.poller import Poller
 from .acquisition.simulation import Simulation
 from .acquisition.thread import AcquisitionThread
 from .config import BridgeConfig, DeviceConfig
+from .sinks.artiq_master import ArtiqMasterSink
 from .sinks.influx import InfluxSink
 from .sinks.settings import spool_dir
+from .storage.identity import Identity, claim, update
 from .storage.datadir import DataDirLock, adopt_legacy, device_dir
 from .storage.store import Store
 
@@ -52,9 +57,29 @@ def tune_process() -> None:
     * Everything allocated at start-up lives as long as the process: keeping
       it out of the cyclic collector's full passes keeps those passes, which
       hold the GIL, short enough not to delay the poll thread.
+    * malloc's mmap threshold stays fixed (see :func:`_fix_mmap_threshold`).
     """
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     gc.freeze()
+    _fix_mmap_threshold()
+
+
+#: ``mallopt`` parameter of glibc: blocks this large or larger are mapped on their own.
+_M_MMAP_THRESHOLD = -3
+#: Its value: glibc's initial one, kept (glibc raises it after each large free,
+#: up to 32 MiB, which leaves the freed arrays of every cache build resident).
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep large blocks (parsed files, query answers) mapped on their own, so
+    that freeing one returns it to the system: the resident memory after a
+    burst of cache builds falls back instead of staying at its peak."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        logger.debug("malloc's mmap threshold left as it is (no glibc mallopt)")
 
 
 @dataclass
@@ -67,6 +92,8 @@ class Device:
     memory_s: float  #: seconds of samples kept in memory
     simulation: Optional[Simulation] = None
     address: Optional[tuple] = None  #: (host, port) once started
+    #: What its folder records as the source of its rows (see :mod:`.storage.identity`).
+    identity: Optional[Identity] = None
 
     @property
     def name(self) -> str:
@@ -78,9 +105,11 @@ class Bridge:
     """Everything one bridge runs.
 
     Construction locks the data directory, moves the files of a
-    single-device layout into the first device's folder and opens every
-    device's store (:class:`~.storage.datadir.DataDirError`, an OSError with
-    a one-line message, when the directory is in use or not writable);
+    single-device layout into the first device's folder, claims every
+    device's folder (:func:`~.storage.identity.claim`) and opens its store
+    (:class:`~.storage.datadir.DataDirError`, an OSError with a one-line
+    message, when the directory is in use or not writable, or a folder holds
+    another device's rows);
     :meth:`start` connects and starts polling.
     """
 
@@ -93,6 +122,9 @@ class Bridge:
         try:
             adopt_legacy(config.data_dir, config.devices[0].name)
             self.devices: dict[str, Device] = {}
+            claimed = {device.name: claim(
+                device_dir(config.data_dir, device.name), _identity_of(device), config.adopt)
+                for device in config.devices}
             for index, device in enumerate(config.devices):
                 columns = schema.columns_for(device.fields) if device.fields else []
                 store = Store(device_dir(config.data_dir, device.name), columns,
@@ -103,7 +135,7 @@ class Bridge:
                     firmware = "2025" if device.firmware == "auto" else device.firmware
                     simulation = Simulation(config.speed, firmware, index)
                 self.devices[device.name] = Device(device, poller, store, config.memory_s,
-                                                   simulation)
+                                                   simulation, identity=claimed[device.name])
             self.sinks = [InfluxSink(s, spool_dir(config.data_dir, s)) for s in config.influx]
             # An alarm clears once its condition has been gone for three poll periods.
             self.alarms = AlarmBook(self._lock.data_dir, clear_s=3 * max(
@@ -115,13 +147,15 @@ class Bridge:
         except BaseException:
             self._lock.release()
             raise
-        self._acquisition = AcquisitionThread(on_fatal=self._on_fatal)
+        self._acquisition = AcquisitionThread(on_ended=self._on_ended)
         self._consumers: list[ConsumerThread] = []
         self.consume("store", self._store_batch, lossless=True)
         for sink in self.sinks:
             # Lossy, so a stalled spool never holds up a poll; the bound is
             # hours of samples, and a loss would be counted under its name.
             self.consume(sink.name, sink.accept, maxlen=LOSSLESS_MAXLEN)
+        if config.artiq_master is not None:  # reads the status snapshots, not the bus
+            self.sinks.append(ArtiqMasterSink(config.artiq_master, self))
 
     def consume(self, name: str, handle: Callable[[list], None], maxlen: int = 10_000,
                 lossless: bool = False) -> ConsumerThread:
@@ -138,14 +172,23 @@ class Bridge:
     def _store_batch(self, batch: list) -> None:
         for sample in batch:
             stored = False
+            device = self.devices[sample.device]
             try:
-                stored = self.devices[sample.device].store.append(
+                stored = device.store.append(
                     sample.ts, sample.columns, sample.values, durable=sample.ack is not None)
+                self._record_identity(device)
             except Exception:  # a bug must not stop the log of every device
                 logger.exception("%s: could not store the row at ts %d", sample.device,
                                  sample.ts)
             if sample.ack is not None:
                 sample.ack.set_result(stored)
+
+    def _record_identity(self, device: Device) -> None:
+        poller, recorded = device.poller, device.identity
+        if (poller.firmware or recorded.firmware) != recorded.firmware or \
+                (poller.hwrev or recorded.hwrev) != recorded.hwrev:
+            device.identity = update(device_dir(self.config.data_dir, device.name), recorded,
+                                     poller.firmware, poller.hwrev)
 
     @property
     def simulation(self) -> bool:
@@ -179,9 +222,10 @@ class Bridge:
         # Daemon thread: cache files are replaced atomically, so exiting mid-build is safe.
         threading.Thread(target=self._build_caches, name="history-caches", daemon=True).start()
 
-    def _on_fatal(self, poller: Poller) -> None:
-        if poller.fatal is not None and self.fatal is None:
-            self.fatal = poller.fatal
+    def _on_ended(self, poller: Poller) -> None:
+        # Only a bug ends a poll loop (a faulty device is polled on): stop serving.
+        if self.fatal is None:
+            self.fatal = "{}: its poll loop ended".format(poller.name)
         if self.failed is not None:
             self.failed.set()
 
@@ -209,3 +253,11 @@ class Bridge:
             if device.simulation is not None:
                 await device.simulation.stop()
         self._lock.release()
+
+
+def _identity_of(device: DeviceConfig) -> Identity:
+    """The identity a device's folder records, as far as the configuration knows it."""
+    address = None if device.simulated else "{}:{}".format(
+        *protocol.parse_address(device.address))
+    return Identity(simulated=device.simulated, address=address,
+                             firmware=None if device.firmware == "auto" else device.firmware)

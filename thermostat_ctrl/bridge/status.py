@@ -176,7 +176,15 @@ class DeviceStatus(BaseModel):
                                         examples=[["temperature", "tec_i"]])
     last_error: Optional[str] = Field(
         description="Why the latest poll failed; null after a success")
-    error: Optional[str] = Field(description="Why polling stopped (e.g. unknown fields)")
+    csv_rows_caught_up: int = Field(description="Rows written late: held in memory while the"
+                                                " CSV log failed, written once it took writes"
+                                                " again")
+    csv_rows_lost: int = Field(description="Rows never written to the CSV log: memory no"
+                                           " longer held them when it took writes again")
+    error: Optional[str] = Field(description="Why the device's rows are not recorded: a"
+                                             " configured field missing from its report, or"
+                                             " the CSV log failing (e.g. disk full); null"
+                                             " while they are")
     channels: list[ChannelStatus] = Field(description="Each channel's state")
     alarms: int = Field(description="Active alarms of the device and its channels")
 
@@ -226,7 +234,8 @@ def device_status(bridge: "Bridge", device: "Device") -> DeviceStatus:
     latest = poller.latest
     age = poller.sample_age()
     connection = _connection(age, poller.period)
-    if poller.fatal is not None:
+    error = poller.fault or store.log_error
+    if error is not None:
         status = "failed"
     elif latest is None:
         status = "no data"
@@ -245,5 +254,6 @@ def device_status(bridge: "Bridge", device: "Device") -> DeviceStatus:
         poll_errors=dict(poller.failures), polls_skipped=poller.skipped,
         csv_rows_written=store.rows_written, csv_write_errors=store.write_errors,
         rows_refused=store.out_of_order, fields=poller.fields, last_error=poller.last_error,
-        error=poller.fatal, channels=_channels(bridge, device, latest),
+        csv_rows_caught_up=store.rows_caught_up, csv_rows_lost=store.rows_lost,
+        error=error, channels=_channels(bridge, device, latest),
         alarms=len(bridge.alarms.active(device=device.name)))

@@ -3,7 +3,8 @@
 * :func:`power_up`, :func:`wait_settled`, :func:`get_b_parameter` (t0 in °C);
 * :func:`autotune`: relay autotune with the channel restored on every exit;
 * :func:`step_response`: a setpoint step and back, with its figures;
-* :func:`ramp`: a target change at a limited rate, safe across a lost connection.
+* :func:`ramp`: a target change at a limited rate, safe across a lost connection;
+* :class:`~.watch.ChannelWatch`: in band or not, since when, without waiting.
 
 All count time on the device's sample clock.  Targets outside
 :data:`SAFE_WINDOW` (°C) are refused unless the caller widens it.
@@ -11,10 +12,10 @@ All count time on the device's sample clock.  Targets outside
 
 from .autotune import RULE_NAMES, autotune
 from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_target,
-                    get_b_parameter, power_up, samples, wait_settled)
+                    check_window, get_b_parameter, power_up, samples, wait_settled)
 from .ramp import ramp
 from .step import step_metrics, step_response
 
 __all__ = ["SAFE_WINDOW", "RULE_NAMES", "Aborted", "ChannelState", "ProcedureError",
-           "autotune", "check_target", "get_b_parameter", "power_up", "ramp", "samples",
-           "step_metrics", "step_response", "wait_settled"]
+           "autotune", "check_target", "check_window", "get_b_parameter", "power_up", "ramp",
+           "samples", "step_metrics", "step_response", "wait_settled"]

@@ -111,8 +111,9 @@ class _Ramp:
             self.elapsed += t - since
             since = t
             left = self.target - self.setpoint
-            value = self.target if abs(left) <= step else self.setpoint + math.copysign(step,
-                                                                                         left)
+            # (with a float's tolerance: the sum of the steps may fall short by a rounding)
+            value = self.target if abs(left) <= step * (1 + 1e-9) else \
+                self.setpoint + math.copysign(step, left)
             self.previous = self.setpoint
             await self.driver.set_target(self.ch, value)
             self.setpoint = value

@@ -1,6 +1,6 @@
 """Relay feedback, process identification and PID tuning rules (no I/O).
 
-Units and signs follow the firmware (``pid-autotune.md`` §1): temperatures in
+Units and signs follow the firmware: temperatures in
 °C, currents in A, positive current cools.  A *per-second* PID has ``kp``
 (A/K), ``ki`` (A/(K·s)) and ``kd`` (A·s/K); the firmware's incremental PID
 evaluated once per sample of period ``Ts`` uses ``kp``, ``ki·Ts`` and

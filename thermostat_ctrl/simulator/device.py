@@ -47,7 +47,7 @@ _CHANNEL_RATE_OFF = 5.0
 NETWORK_UP_S = 1.0  # device seconds from MCU start to the TCP port being up
 _DEFAULT_IPV4: dict[str, Any] = {"addr": [192, 168, 1, 26], "len": 24, "gateway": None}
 
-# FW-2025 software clamps (§4.2); FW-2023 stores values unchecked.
+# FW-2025 software clamps; FW-2023 stores values unchecked.
 _CLAMPS_2025 = {"i_set": (-2.0, 2.0), "max_i_pos": (0.0, 2.0), "max_i_neg": (0.0, 2.0),
                 "max_v": (0.0, 4.3)}
 _PWM_MAX_2023 = {"i_set": 3.0, "max_v": 5.0, "max_i_pos": 3.0, "max_i_neg": 3.0}

@@ -1,4 +1,4 @@
-"""Device-side command-line parser (protocol reference §3.2/§3.3), pure functions.
+"""Device-side command-line parser, pure functions.
 
 :func:`parse` takes one request line (terminator removed, already truncated to
 the 64-byte line buffer) and returns a command tuple, or ``None`` for any input
@@ -22,7 +22,7 @@ Command tuples (``ch`` is 0/1, ``value`` a float):
 
 Whitespace rules reproduce the firmware's asymmetry: tokens are separated by
 one or more spaces (not tabs) and trailing spaces/tabs are accepted only after
-the rules marked ``[END]`` in §3.3.
+the rules marked ``[END]`` of the firmware's grammar.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ upstream example gains kp = 0.45, ki = 0.012, kd = 4.3 at 8.4 Hz a 5-10 K step
 settles within ±10 mK in 1.5-2 simulated minutes; kp = 0.15, ki = 0.004,
 kd = 1.5 takes about three.
 
-Thermistor: 10 kΩ at 25 °C, B = 3800 K (beta equation) in the divider of
-§12.1: ``adc = 1.65 V · R / (10 200 Ω + R)``.
+Thermistor: 10 kΩ at 25 °C, B = 3800 K (beta equation) in the divider
+of the board: ``adc = 1.65 V · R / (10 200 Ω + R)``.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def temperature_from_sens(sens: float, t0_k: float, r0: float, b: float) -> Opti
 
 
 class Pid:
-    """Firmware PID (§12.3): incremental form, one update per sample, no dt.
+    """Firmware PID: incremental form, one update per sample, no dt.
 
     ``Δy = kp(x0−x1) + ki(x0−target) + kd(x0−2x1+x2)`` (+ ``kp(target−previous
     target)`` with ``setpoint_kick``, FW-2023); ``y = clamp(y1+Δy, min, max)``.

@@ -80,8 +80,11 @@ class Poller:
     :param bus: where samples go.
     :param period: seconds between polls.
     :param fields: report fields to record, or None for every numeric or
-        boolean field of the first report.  Checked against the first
-        report: an unknown name makes the poller stop with :attr:`fatal` set.
+        boolean field of the first report.  Checked against every report
+        whose fields differ from the previous one's: while the device's
+        report lacks one of them, its polls record nothing, fail with reason
+        ``fields`` and :attr:`fault` says why; polling goes on, so a device
+        whose firmware changes back is recorded again.
     :param clock: monotonic clock (seconds), for the schedule and freshness.
     :param wall_clock: wall clock (epoch seconds), for the samples' ``ts``.
     """
@@ -112,7 +115,8 @@ class Poller:
         self.skipped = 0
         self.last_duration: Optional[float] = None
         self.last_error: Optional[str] = None
-        self.fatal: Optional[str] = None
+        #: Why the device's reports cannot be recorded (fields missing), None while they can.
+        self.fault: Optional[str] = None
         self._available: Optional[list] = None
         self._clock = clock
         self._targets_read: Optional[float] = None  # clock of the last read, None: due
@@ -152,8 +156,7 @@ class Poller:
     # -------------------------------------------------------------- schedule
 
     async def run(self, driver: Thermostat) -> None:
-        """Poll ``driver`` on the schedule until cancelled (then close it) or
-        until the configured fields turn out not to exist (:attr:`fatal`).
+        """Poll ``driver`` on the schedule until cancelled (then close it).
 
         Every exchange with the device happens in the event loop running this.
         """
@@ -177,9 +180,6 @@ class Poller:
                 await self._poll(None)
             except PollError:
                 pass  # counted and logged by _poll
-            except ValueError as e:
-                logger.error("%s", e)
-                return
             # The next poll is the first instant not yet passed; those missed are skipped.
             elapsed = (self._clock() - start) / self.period
             following = max(n + 1, math.ceil(elapsed - 1e-9))
@@ -203,8 +203,7 @@ class Poller:
         to the CSV log.  Returns ``(sample, stored)``: ``stored`` is False when
         the row did not reach the log (always True without ``durable``).
         Raises :class:`PollError` (after counting it) when the device does
-        not answer properly, ValueError when the requested fields are not in
-        the report.
+        not answer properly or its report lacks a requested field.
         """
         if self._loop is None:
             raise PollError("not_started", "the poller has not been started")
@@ -248,8 +247,6 @@ class Poller:
             return await work(self.driver)
 
     async def _poll(self, ack: Optional[concurrent.futures.Future]) -> Sample:
-        if self.fatal is not None:
-            raise ValueError(self.fatal)
         assert self.driver is not None and self._lock is not None
         async with self._lock:
             began = self._clock()
@@ -272,11 +269,7 @@ class Poller:
                 self.last_error = None
             ts = self._stamp(requested)
             self.last_duration = self._clock() - began
-            try:
-                self._resolve_fields(report)
-            except ValueError as e:
-                self.fatal = "{}: {}".format(self.name, e)
-                raise ValueError(self.fatal) from None
+            self._resolve_fields(report)
             values = schema.row_values(report, self.fields, targets=self.targets)
             self.latest = Sample(self.name, ts, self._clock(), report, self.columns, values, ack)
             self.bus.publish(self.latest)
@@ -323,14 +316,26 @@ class Poller:
         self._details_duration = self._clock() - began
 
     def _resolve_fields(self, report: list) -> None:
+        """Take the fields of ``report``; PollError (counted as ``fields``)
+        when it lacks a requested one."""
         available = schema.recordable_fields(report)
-        if available == self._available:
+        if available == self._available and self.fault is None:
             return
         if self.requested_fields is not None:
-            try:
-                schema.check_fields(self.requested_fields, available)
-            except ValueError as e:
-                raise ValueError("--fields: {}".format(e)) from None
+            missing = [f for f in self.requested_fields if f not in available]
+            if missing:
+                self.failures["fields"] += 1
+                fault = "the report lacks the configured field(s) {}; it has {}".format(
+                    ", ".join(missing), ", ".join(available))
+                if fault != self.fault:
+                    logger.error("%s: %s; nothing is recorded until it has them", self.name,
+                                 fault)
+                self.fault = fault
+                self._available = available
+                raise PollError("fields", fault)
+            if self.fault is not None:
+                logger.info("%s: the report has the configured fields again", self.name)
+                self.fault = None
             fields = self.requested_fields
         else:
             fields = available

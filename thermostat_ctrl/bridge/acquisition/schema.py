@@ -13,10 +13,13 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ... import protocol
+
 __all__ = [
     "CHANNELS",
     "DEVICE_TIME",
     "TARGET",
+    "KNOWN_FIELDS",
     "report_fields",
     "recordable_fields",
     "columns_for",
@@ -34,6 +37,12 @@ DEVICE_TIME = "device_time"
 
 #: Field of each channel's PID target setpoint (from ``pid``, not ``report``).
 TARGET = "target"
+
+#: Every field a row of some firmware can carry, by its stored name.
+KNOWN_FIELDS = tuple(
+    DEVICE_TIME if key == "time" else key
+    for key in (*protocol.REPORT_KEYS, *protocol.HISTORIC_REPORT_KEYS) if key != "channel"
+) + (TARGET,)
 
 
 def _key(field: str) -> str:

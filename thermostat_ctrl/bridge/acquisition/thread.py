@@ -23,12 +23,12 @@ __all__ = ["AcquisitionThread"]
 class AcquisitionThread:
     """Runs pollers on a thread and event loop of their own.
 
-    :param on_fatal: called (in the loop that called :meth:`start`) with the
-        poller whose configuration turned out to be unusable.
+    :param on_ended: called (in the loop that called :meth:`start`) with a
+        poller whose loop ended other than by :meth:`stop` (a bug).
     """
 
-    def __init__(self, on_fatal: Optional[Callable[[Poller], None]] = None):
-        self._on_fatal = on_fatal
+    def __init__(self, on_ended: Optional[Callable[[Poller], None]] = None):
+        self._on_ended = on_ended
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._tasks: list[asyncio.Task] = []
@@ -55,8 +55,8 @@ class AcquisitionThread:
             return
         if task.exception() is not None:
             logger.error("%s: poll loop failed", poller.name, exc_info=task.exception())
-        if self._on_fatal is not None and not owner.is_closed():
-            owner.call_soon_threadsafe(self._on_fatal, poller)
+        if self._on_ended is not None and not owner.is_closed():
+            owner.call_soon_threadsafe(self._on_ended, poller)
 
     async def stop(self) -> None:
         """Stop every poll loop (closing the device connections) and the thread."""

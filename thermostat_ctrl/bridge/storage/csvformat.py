@@ -210,6 +210,11 @@ def parse_file(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    # malloc's pool, not Arrow's own (mimalloc), which keeps what a parse freed
+    # resident: with the bridge's malloc settings (:func:`~..runtime.tune_process`)
+    # a parsed file's memory goes back to the system.
+    pa.set_memory_pool(pa.system_memory_pool())
+
     names = [f"c{i}" for i in range(len(columns) + 2)]  # header names may repeat
     try:
         table = pacsv.read_csv(

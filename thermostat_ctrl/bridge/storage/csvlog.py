@@ -69,8 +69,10 @@ class CsvLog:
     Every row reaches the file in one ``write()`` on an unbuffered
     ``O_APPEND`` descriptor, so a crash can leave at most one torn last line;
     it is truncated when the file is next opened.  Run-time write errors are
-    counted (``write_errors``), logged once per streak, and writing resumes
-    on a later append by reopening the file.
+    counted (``write_errors``), logged once per streak (:attr:`failing` says
+    why meanwhile), and writing resumes on a later append by reopening the
+    file; a file whose header could not be written is removed again, so
+    every file stays parseable.
 
     :param data_dir: directory of the CSV files (created if needed).
     :param columns: value column names (after ``time`` and ``ts``).
@@ -86,7 +88,8 @@ class CsvLog:
         self._fd: Optional[int] = None
         self._day: Optional[int] = None
         self._last_ts: Optional[int] = None
-        self._failing = False
+        #: Why the latest write failed, None after a success.
+        self.failing: Optional[str] = None
         self._check_dir()
 
     def _check_dir(self) -> None:
@@ -143,6 +146,7 @@ class CsvLog:
             seq += 1
         path = os.path.join(self.data_dir, file_name(day, seq))
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        size = 0
         try:
             size = repair_tail(fd)
             if size and _first_line(fd) != header:
@@ -156,6 +160,8 @@ class CsvLog:
             if size == 0:
                 self._write_all(fd, header)
         except BaseException:
+            if size == 0 and os.fstat(fd).st_size == 0:
+                _unlink_quietly(path)  # no header-less file left behind
             os.close(fd)
             raise
         self._fd, self._day, self.path = fd, day, path
@@ -171,7 +177,7 @@ class CsvLog:
             raise
         if written != len(data):
             _truncate_quietly(fd, size)
-            raise OSError(errno.ENOSPC, "short write")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (a short write)")
 
     def append(self, ts_ms: int, values: np.ndarray, durable: bool = False) -> bool:
         """Append one row; with ``durable`` also fsync it.
@@ -194,17 +200,24 @@ class CsvLog:
                 os.fsync(self._fd)
         except OSError as exc:
             self.write_errors += 1
-            if not self._failing:
+            if self.failing is None:
                 logger.error("CSV write failed (%s); will retry on the next row", exc)
-                self._failing = True
+            self.failing = "CSV write failed: {}".format(exc.strerror or exc)
             self.close()
             return False
-        if self._failing:
+        if self.failing is not None:
             logger.info("CSV writing resumed in %s", self.path)
-            self._failing = False
+            self.failing = None
         self._last_ts = ts_ms
         self.rows_written += 1
         return True
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

@@ -17,8 +17,11 @@ of the device (format: :mod:`.csvformat`):
   again finishes it: importing the same file twice adds nothing;
 * a line that is not a row (wrong cell count, no integer ``ts``, a ``time``
   that is no ISO-8601 time within a second of ``ts``, a cell that is no
-  number or boolean, a torn last line) is refused and counted with its line
-  number; columns not named ``<field>_ch<N>`` are ignored.  The original's
+  number or boolean, a torn last line) is refused and counted; the first
+  few are kept with their line number, the reason and the text;
+  columns not named ``<field>_ch<N>`` are ignored.
+* new files get the permissions the bridge's own get (``0666`` less the
+  umask).  The original's
   per-channel ``time_chN`` (the device's uptime) becomes ``device_time_chN``.
 
 Run it only while no bridge writes the directory
@@ -29,7 +32,7 @@ import csv
 import math
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Optional, Sequence
@@ -40,10 +43,12 @@ from ..acquisition.schema import DEVICE_TIME
 from .csvformat import day_of, file_name, header_line, log_files, parse_header, row_line
 from .history import DiskHistory
 
-__all__ = ["ImportSummary", "import_csv", "FIRST_LINES"]
+__all__ = ["ImportSummary", "RefusedLine", "import_csv", "FIRST_LINES"]
 
-#: Line numbers of refused lines kept for the summary.
+#: Refused lines kept (with reason and text) for the summary.
 FIRST_LINES = 5
+#: Characters of a refused line's text kept.
+TEXT_MAX = 120
 #: Rows held in memory before they are merged into their day's files.
 FLUSH_ROWS = 100_000
 #: Largest ``ts`` accepted (9999-12-31T23:59:59.999Z).
@@ -57,6 +62,18 @@ _COLUMN = re.compile(r"^(?P<field>.+)_ch(?P<ch>\d+)$")
 _BOOLEANS = {"True": 1.0, "False": 0.0}
 
 
+@dataclass(frozen=True)
+class RefusedLine:
+    """A line of the source that is not a row."""
+
+    number: int  #: 1-based; the header is line 1
+    reason: str
+    text: str  #: the line, cut at :data:`TEXT_MAX` characters
+
+    def __str__(self) -> str:
+        return "line {}: {}: {!r}".format(self.number, self.reason, self.text)
+
+
 @dataclass
 class ImportSummary:
     """What an import did."""
@@ -64,7 +81,7 @@ class ImportSummary:
     imported: int = 0  #: rows added to the device's files
     duplicates: int = 0  #: rows whose ts was already there (or earlier in the file)
     malformed: int = 0  #: lines refused
-    malformed_lines: list[int] = field(default_factory=list)  #: the first few, 1-based
+    refused: list[RefusedLine] = field(default_factory=list)  #: the first few
     ignored_columns: list[str] = field(default_factory=list)  #: not ``<field>_chN``
     files: list[str] = field(default_factory=list)  #: files written, in order
     caches_built: int = 0  #: history caches built afterwards
@@ -73,11 +90,15 @@ class ImportSummary:
         days = len({name[:len("thermostat-YYYY-MM-DD")] for name in self.files})
         text = "imported {} rows into {} day(s); skipped {} duplicates; refused {} malformed".format(
             self.imported, days, self.duplicates, self.malformed)
-        if self.malformed_lines:
-            more = ", ..." if self.malformed > len(self.malformed_lines) else ""
-            text += " (line {}{})".format(", ".join(map(str, self.malformed_lines)), more)
+        if self.refused:
+            more = ", ..." if self.malformed > len(self.refused) else ""
+            text += " (line {}{})".format(", ".join(str(r.number) for r in self.refused), more)
         if self.ignored_columns:
             text += "; ignored columns: " + ", ".join(self.ignored_columns)
+        for refused in self.refused:
+            text += "\n  refused " + str(refused)
+        if self.malformed > len(self.refused):
+            text += "\n  and {} more refused line(s)".format(self.malformed - len(self.refused))
         return text
 
 
@@ -138,7 +159,9 @@ class _Importer:
 
     def _write(self, name: str, write: Callable[[BinaryIO], None]) -> None:
         """Write ``name`` through a temporary file renamed into place."""
-        fd, tmp = tempfile.mkstemp(prefix=".import-", dir=self.dir)
+        tmp = os.path.join(self.dir, ".import-" + secrets.token_hex(8))
+        # Created as the bridge creates its files: 0666 less the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
@@ -278,13 +301,14 @@ def import_csv(source: str, device_dir: str,
             done += len(line)
             if progress is not None and number % 4096 == 0:
                 progress(done)
-            parsed = _row(line, width, index)
-            if parsed is None:
+            try:
+                ts, values = _row(line, width, index)
+            except ValueError as e:
                 summary.malformed += 1
-                if len(summary.malformed_lines) < FIRST_LINES:
-                    summary.malformed_lines.append(number)
+                if len(summary.refused) < FIRST_LINES:
+                    text = line.decode("utf-8", "replace").rstrip("\r\n")
+                    summary.refused.append(RefusedLine(number, str(e), text[:TEXT_MAX]))
                 continue
-            ts, values = parsed
             if day_of(ts) != day or held == FLUSH_ROWS:
                 flush()
                 day, held = day_of(ts), 0
@@ -298,18 +322,39 @@ def import_csv(source: str, device_dir: str,
     return summary
 
 
-def _row(line: bytes, width: int, index: list[int]) -> Optional[tuple[int, list[float]]]:
-    """``(ts, values)`` of one line, None if it is not a complete, valid row."""
+def _row(line: bytes, width: int, index: list[int]) -> tuple[int, list[float]]:
+    """``(ts, values)`` of one line; ValueError saying why it is not a
+    complete, valid row."""
     if not line.endswith(b"\n"):
-        return None  # torn: the writer stopped in the middle of it
+        raise ValueError("no line end (the writer stopped in the middle of it)")
     try:
         text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise ValueError("not UTF-8 (byte {} at {})".format(hex(e.object[e.start]),
+                                                             e.start)) from None
+    try:
         cells = text.split(",") if '"' not in text else next(csv.reader([text]))
-        if len(cells) != width:
-            return None
+    except csv.Error as e:
+        raise ValueError("not CSV: {}".format(e)) from None
+    if len(cells) != width:
+        raise ValueError("{} cells where the header has {}".format(len(cells), width))
+    try:
         ts = int(cells[1])
-        if not 0 <= ts <= TS_MAX or abs(_time_ms(cells[0]) - ts) > TIME_TOLERANCE_MS:
-            return None
-        return ts, [_cell(cells[i]) for i in index]
-    except (ValueError, csv.Error, OverflowError):
-        return None
+    except ValueError:
+        raise ValueError("ts {!r} is not an integer (epoch ms)".format(cells[1])) from None
+    if not 0 <= ts <= TS_MAX:
+        raise ValueError("ts {} is outside 0..{}".format(ts, TS_MAX))
+    try:
+        time_ms = _time_ms(cells[0])
+    except (ValueError, OverflowError):
+        raise ValueError("time {!r} is not an ISO-8601 time".format(cells[0])) from None
+    if abs(time_ms - ts) > TIME_TOLERANCE_MS:
+        raise ValueError("time {} is {} ms away from ts {}".format(cells[0], time_ms - ts, ts))
+    values = []
+    for i in index:
+        try:
+            values.append(_cell(cells[i]))
+        except ValueError:
+            raise ValueError("cell {} {!r} is not a number or boolean".format(
+                i + 1, cells[i])) from None
+    return ts, values

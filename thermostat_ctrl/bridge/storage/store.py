@@ -1,5 +1,11 @@
 """A device's data store: recent rows in memory, every row in the CSV log,
-range queries over both (gaps marked, downsampled: :mod:`.downsample`)."""
+range queries over both (gaps marked, downsampled: :mod:`.downsample`).
+
+The CSV log is the log of record.  While its writes fail (a full disk, a
+read-only remount) rows still go to memory; once a write succeeds again the
+rows memory still holds are written first, in order (``rows_caught_up``),
+and those memory no longer holds are counted as lost (``rows_lost``) and
+logged: a gap in the log, never a reordered or half-written row."""
 
 import logging
 import threading
@@ -55,6 +61,12 @@ class Store:
         self._last_ts: Optional[int] = self._csv.last_ts
         self._refusing = False
         self._refused = 0
+        # While the log fails: ts of the first row not written, and how many since.
+        self._unwritten_from: Optional[int] = None
+        self._unwritten = 0
+        self.rows_caught_up = 0  #: rows written late, once the log took writes again
+        self.rows_lost = 0  #: rows never written: memory no longer held them
+        self._lost_in_outage = 0
 
     @property
     def columns(self) -> list[str]:
@@ -75,6 +87,11 @@ class Store:
     def write_errors(self) -> int:
         """Failed CSV writes."""
         return self._csv.write_errors
+
+    @property
+    def log_error(self) -> Optional[str]:
+        """Why the CSV log is failing (rows wait in memory), None while it is not."""
+        return self._csv.failing
 
     @property
     def history(self) -> DiskHistory:
@@ -109,11 +126,57 @@ class Store:
             self._refusing = False
             if list(columns) != self._ring.columns:
                 logger.info("columns changed: %s", ",".join(columns))
+                self._catch_up()
+                self._lose_unwritten()  # rows of the old columns leave memory now
                 self._ring = RingBuffer(list(columns), self.capacity)
                 self._csv.set_columns(columns)
             self._last_ts = ts_ms
             self._ring.append(ts_ms, values)
-            return self._csv.append(ts_ms, values, durable)
+            if self._unwritten_from is not None:
+                self._unwritten += 1
+                return self._catch_up(durable, newest_on_time=True)
+            if self._csv.append(ts_ms, values, durable):
+                return True
+            self._unwritten_from, self._unwritten = ts_ms, 1
+            return False
+
+    def _catch_up(self, durable: bool = False, newest_on_time: bool = False) -> bool:
+        """Write the rows memory holds that the log has not taken, in order;
+        True when every one is written (``newest_on_time``: the newest is the
+        row being appended, not a late one)."""
+        if self._unwritten_from is None:
+            return True
+        ts, values = self._ring.read(self._unwritten_from, self._ring.newest_ts)
+        # Rows memory no longer holds are lost now; the log says so once it resumes.
+        lost = self._unwritten - len(ts)
+        self.rows_lost += lost
+        self._lost_in_outage += lost
+        for i in range(len(ts)):
+            if not self._csv.append(int(ts[i]), values[i], durable and i == len(ts) - 1):
+                self.rows_caught_up += i
+                self._unwritten_from, self._unwritten = int(ts[i]), len(ts) - i
+                return False
+        late = len(ts) - 1 if newest_on_time else len(ts)
+        self.rows_caught_up += late
+        self._unwritten_from, self._unwritten = None, 0
+        logger.info("CSV log: wrote the %d rows memory held while it failed", late)
+        self._log_lost(int(ts[0]) if len(ts) else None)
+        return True
+
+    def _lose_unwritten(self) -> None:
+        """The rows not written leave memory (new columns): count them lost."""
+        if self._unwritten:
+            self.rows_lost += self._unwritten
+            self._lost_in_outage += self._unwritten
+            self._unwritten_from, self._unwritten = None, 0
+            self._log_lost(None)
+
+    def _log_lost(self, before: Optional[int]) -> None:
+        if self._lost_in_outage:
+            logger.error("%d rows were never written to the CSV log (memory no longer held"
+                         " them): a gap in the log%s", self._lost_in_outage,
+                         "" if before is None else " before " + iso_time(before))
+            self._lost_in_outage = 0
 
     def latest(self) -> Optional[tuple[int, dict[str, float]]]:
         """The newest row in memory as ``(ts, {column: value})``."""

@@ -15,7 +15,7 @@ import contextlib
 import os
 from typing import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .. import config as bridge_config
@@ -28,6 +28,7 @@ from . import (metrics, render, routes_alarms, routes_audit, routes_data, routes
                routes_ops, routes_procedures, routes_snapshot, routes_write, stream)
 from .compression import Gzip
 from .csp import ContentSecurityPolicy
+from .deps import known_parameters
 from .security import Guard
 
 #: Where changes need a write token (:mod:`.writer`) rather than ``--token``.
@@ -85,6 +86,7 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
                                 if config.write_tokens else "none: it is read-only")),
         version="2",
         lifespan=lifespan,
+        dependencies=[Depends(known_parameters)],
     )
     app.state.bridge = bridge
     app.state.registry = metrics.registry_for(bridge)

@@ -89,6 +89,9 @@ def _columns(device: Device, fields: Optional[str]) -> Optional[list]:
     if fields is None:
         return None
     names = [f.strip() for f in fields.split(",")]
+    if not all(names):
+        raise invalid("fields", "fields is empty: name at least one field" if len(names) == 1
+                      else "empty name in the field list", fields)
     try:
         schema.check_fields(names, known_fields(device))
     except ValueError as e:

@@ -64,7 +64,8 @@ class Health(BaseModel):
     devices: list[DeviceStatus]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
     sinks: dict[str, SinkHealth] = Field(
-        description="InfluxDB / VictoriaMetrics sinks by write URL (they do not change"
+        description="InfluxDB / VictoriaMetrics sinks by write URL and the ARTIQ master sink"
+                    " (artiq://HOST:PORT; points are datasets set) (they do not change"
                     " `status`)")
     notifiers: list[NotifierHealth] = Field(
         description="Alarm notification receivers (they do not change `status`)")
