@@ -102,6 +102,9 @@ def test_overview_and_page_load_with_no_error_and_nothing_from_elsewhere(watched
     for name in bridge.devices:
         card = page.locator(".card[data-device='{}']".format(name))
         assert "LIVE" in card.inner_text() and "°C" in card.inner_text()
+    # A sparkline per device and channel, for a wall screen.
+    page.wait_for_function("() => document.querySelectorAll('.card canvas.spark').length === {}"
+                           .format(2 * len(bridge.devices)))
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
     page.locator(".card[data-device='{}']".format(FIRST)).click()
     page.wait_for_function("() => window.liveView && liveView.name === '{}' && liveView.status"

@@ -60,6 +60,12 @@ def get_argparser() -> argparse.ArgumentParser:
                              " keeps it out of the process list)".format(ENV_PREFIX))
     parser.add_argument("--protect-reads", action="store_true", default=None,
                         help="require the token for GET endpoints too")
+    parser.add_argument("--write-token-file", metavar="FILE",
+                        default=os.environ.get(ENV_PREFIX + "WRITE_TOKEN_FILE") or None,
+                        help="'NAME TOKEN' lines: the tokens that may change the devices"
+                             " (PUT/POST /devices/...), each under its name in the audit trail"
+                             " (default: ${}WRITE_TOKEN_FILE; without it the bridge is"
+                             " read-only)".format(ENV_PREFIX))
     parser.add_argument("--port", type=int,
                         help="HTTP port (default 8000; 0 picks a free one)")
     parser.add_argument("--data-dir",
@@ -134,7 +140,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     return {
         "config": args.config, "devices": args.device, "simulation": args.simulation,
         "speed": args.speed, "bind": args.bind, "token": args.token,
-        "protect_reads": args.protect_reads, "adopt": args.adopt, "port": args.port,
+        "protect_reads": args.protect_reads, "write_token_file": args.write_token_file,
+        "adopt": args.adopt, "port": args.port,
         "data_dir": args.data_dir,
         "poll_period": args.poll_period, "memory_s": args.memory_s, "fields": fields,
         "firmware": args.firmware, "influx": args.influx,

@@ -64,6 +64,10 @@ Environment variables (the only source of the ASGI factory
                                 set it to uvicorn's ``--host`` so that a
                                 non-loopback bind without a token is refused
 ``THERMOSTAT_PROTECT_READS``    ``1``: GET endpoints need the token too
+``THERMOSTAT_WRITE_TOKEN_FILE`` a file of ``NAME TOKEN`` lines, the tokens
+                                that may change devices (see
+                                :mod:`.access`); without it the bridge is
+                                read-only
 ``THERMOSTAT_ADOPT``            ``1``: append to device folders that record
                                 another device's rows (``--adopt``)
 ``THERMOSTAT_INFLUX``           InfluxDB / VictoriaMetrics write URLs,
@@ -88,6 +92,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .. import protocol
+from . import access
 from .acquisition import schema
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
@@ -125,7 +130,7 @@ _DEVICE_DEFAULTS = ("poll_period", "fields", "firmware", "timeout")
 _DEVICE_KEYS = {"name", "address", "firmware", "poll_period", "fields", "timeout", "alarms"}
 _TOP_KEYS = {"device", "simulation", "speed", "data_dir", "poll_period", "memory_s", "fields",
              "firmware", "timeout", "bind", "port", "protect_reads", "influx", "notify", "alarms",
-             "artiq_master", "summary_at", "summary_period_s",
+             "artiq_master", "summary_at", "summary_period_s", "write_token_file",
              *("influx_" + option for option in sink_settings.OPTIONS)}
 
 
@@ -235,6 +240,8 @@ class BridgeConfig:
     adopt: bool = False
     port: int = 8000  #: HTTP port of the ``thermostat_bridge`` command (0: a free one)
     influx: tuple = ()  #: the sinks' :class:`~.sinks.settings.InfluxSettings`
+    #: ``(name, token)`` pairs that may change devices; none: read-only
+    write_tokens: tuple = ()
     notify: tuple = ()  #: Apprise URLs receiving the alarms
     artiq_master: Optional[str] = None  #: ``HOST[:PORT]`` of the ARTIQ master sink
     #: Bridge-wide rule settings (see :mod:`.alarms.settings`).
@@ -274,6 +281,8 @@ class BridgeConfig:
                 raise ValueError("bind must be an address, not {!r}".format(self.bind))
         if self.token is not None:
             check_token(self.token)
+        if self.token is not None and any(t == self.token for _, t in self.write_tokens):
+            raise ValueError("a write token must differ from the read token (--token)")
         with _setting("notify"):
             object.__setattr__(self, "notify", check_urls(self.notify))
         with _setting("artiq_master"):
@@ -344,7 +353,8 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
     ``[[device]]`` tables of a TOML file (used when neither of the other two
     is given), whose own keys override the settings ``poll_period``,
     ``fields``, ``firmware`` and ``timeout`` of every device.  The other
-    ``settings`` are :class:`BridgeConfig` fields, with ``influx`` (write
+    ``settings`` are :class:`BridgeConfig` fields, with ``write_token_file``
+    (read into ``write_tokens``), ``influx`` (write
     URLs) and ``influx_<option>`` for :func:`~.sinks.settings.sinks_from`.
     """
     defaults = {key: settings.pop(key) for key in _DEVICE_DEFAULTS if key in settings}
@@ -352,6 +362,9 @@ def build(devices: Sequence[str] = (), simulation: Optional[int] = None,
               if key.startswith("influx_")}
     with _setting("influx"):
         settings["influx"] = sink_settings.sinks_from(settings.pop("influx", ()), influx)
+    token_file = settings.pop("write_token_file", None)
+    if token_file is not None:
+        settings["write_tokens"] = access.read_token_file(token_file, check_token)
     if simulation is True:
         simulation = 1
     if devices and simulation is not None:
@@ -499,6 +512,7 @@ def env_settings(environ: Mapping[str, str]) -> dict:
         "fields": fields, "firmware": get("FIRMWARE"),
         "timeout": number("TIMEOUT"), "bind": get("BIND"), "token": get("TOKEN"),
         "protect_reads": flag("PROTECT_READS"), "adopt": flag("ADOPT"),
+        "write_token_file": get("WRITE_TOKEN_FILE"),
         "influx": [u.strip() for u in get("INFLUX").split(",") if u.strip()]
         if get("INFLUX") else None,
         "influx_spool_mb": number("INFLUX_SPOOL_MB"),

@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import math
 import time
-from typing import Callable, Optional, Sequence
+from typing import Awaitable, Callable, Optional, Sequence, TypeVar
 
 from ... import protocol
 from ...driver import Thermostat
@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 TARGETS_EVERY_S = 1.0
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
+# An exchange of :meth:`Poller.exclusive` starts only when the next poll is
+# at least this many poll durations away (else it waits until that poll is
+# done), so that it never makes a poll late.
+EXCLUSIVE_POLLS = 4
+# ... and at least this many seconds away.
+EXCLUSIVE_MIN_S = 0.005
+
+T = TypeVar("T")
 
 
 async def cancel_task(task: asyncio.Task) -> None:
@@ -96,6 +104,11 @@ class Poller:
         self.targets: Optional[list] = None
         #: Per channel ``{"max_i_pos", "max_i_neg", "max_v"}``, fetched with the targets.
         self.limits: Optional[list] = None
+        #: Per channel PID ``parameters`` (gains, output range), fetched with the targets.
+        self.gains: Optional[list] = None
+        #: Called (in the poll loop, holding the connection) after each read of
+        #: the targets, gains and limits.
+        self.on_details: Optional[Callable[["Poller"], None]] = None
         self.hwrev: Optional[str] = None
         self.polls_ok = 0
         self.failures: collections.Counter = collections.Counter()
@@ -111,6 +124,7 @@ class Poller:
         self.wall_clock = wall_clock
         self._lock: Optional[asyncio.Lock] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._next_due: Optional[float] = None  # clock of the next scheduled poll
 
     # ----------------------------------------------------------------- state
 
@@ -158,7 +172,8 @@ class Poller:
         start = self._clock()
         n = 0
         while True:
-            delay = start + n * self.period - self._clock()
+            self._next_due = start + n * self.period
+            delay = self._next_due - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
@@ -176,7 +191,7 @@ class Poller:
                 slack = start + n * self.period - self._clock()
                 if slack > max(self.period / 2, 2 * self._details_duration):
                     async with self._lock:
-                        await self._refresh_details()
+                        await self.refresh_details()
 
     # ------------------------------------------------------------------ poll
 
@@ -201,6 +216,35 @@ class Poller:
                 asyncio.run_coroutine_threadsafe(self._poll(ack), self._loop))
         stored = True if ack is None else await asyncio.wrap_future(ack)
         return sample, stored
+
+    async def exclusive(self, work: Callable[[Thermostat], Awaitable[T]]) -> T:
+        """Await ``work(driver)`` on this device's connection, between two
+        polls, with no other exchange in between; may be awaited from any
+        event loop.
+
+        It starts only when the next scheduled poll is not imminent (see
+        :data:`EXCLUSIVE_POLLS`), otherwise just after that poll, so the poll
+        schedule is kept.  Raises :class:`PollError` before the poller has
+        started; whatever ``work`` raises otherwise.
+        """
+        if self._loop is None:
+            raise PollError("not_started", "the poller has not been started")
+        if asyncio.get_running_loop() is self._loop:
+            return await self._exclusive(work)
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._exclusive(work), self._loop))
+
+    async def _exclusive(self, work: Callable[[Thermostat], Awaitable[T]]) -> T:
+        assert self.driver is not None and self._lock is not None
+        if self._next_due is not None:
+            budget = max(EXCLUSIVE_MIN_S, EXCLUSIVE_POLLS * (self.last_duration or 0.0))
+            wait = self._next_due - self._clock()
+            if wait < budget:
+                # The poll due wakes first (its timer is earlier) and takes
+                # the connection; this waits for it in turn.
+                await asyncio.sleep(max(0.0, wait) + EXCLUSIVE_MIN_S)
+        async with self._lock:
+            return await work(self.driver)
 
     async def _poll(self, ack: Optional[concurrent.futures.Future]) -> Sample:
         assert self.driver is not None and self._lock is not None
@@ -244,13 +288,17 @@ class Poller:
         return self._targets_read is None or \
             self._clock() - self._targets_read >= TARGETS_EVERY_S
 
-    async def _refresh_details(self) -> None:
-        """Fetch the PID targets and output limits (and the hardware revision
-        once); a failure here only leaves them as they were."""
+    async def refresh_details(self) -> None:
+        """Fetch the PID targets, gains and output limits (and the hardware
+        revision once); a failure here only leaves them as they were.  Only
+        while holding the connection: in the schedule, or in
+        :meth:`exclusive` (a write that changed them)."""
         assert self.driver is not None
         began = self._targets_read = self._clock()
         try:
-            self.targets = [c.get("target") for c in await self.driver.get_pid()]
+            pid = await self.driver.get_pid()
+            self.targets = [c.get("target") for c in pid]
+            self.gains = [dict(c.get("parameters") or {}) for c in pid]
             self.limits = [{k: c.get(k) for k in ("max_i_pos", "max_i_neg", "max_v")}
                            for c in await self.driver.get_output()]
             if self.hwrev is None:
@@ -259,6 +307,12 @@ class Poller:
         except (ConnectionError, TimeoutError, protocol.DeviceError) as e:
             logger.debug("%s: could not fetch PID targets, limits or hardware revision: %s",
                          self.name, e)
+        else:
+            if self.on_details is not None:
+                try:
+                    self.on_details(self)
+                except Exception:  # a bug there must not stop polling
+                    logger.exception("%s: handling the polled settings failed", self.name)
         self._details_duration = self._clock() - began
 
     def _resolve_fields(self, report: list) -> None:

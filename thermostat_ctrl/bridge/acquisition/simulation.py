@@ -5,7 +5,8 @@ free loopback port.  Both channels get output limits, the upstream example
 PID gains and an engaged PID; a task then steps the targets between
 :data:`LOW_C` and :data:`HIGH_C` (shifted by :data:`OFFSET_C` per device
 index, so a lab's devices are told apart) every :data:`STEP_S` simulated
-seconds, channel 1 in opposite phase.
+seconds, channel 1 in opposite phase, until :meth:`Simulation.hold` (a
+person changed the channel through the bridge).
 """
 
 import asyncio
@@ -41,6 +42,10 @@ class Simulation:
         self.port: Optional[int] = None
         self._driver: Optional[Thermostat] = None
         self._task: Optional[asyncio.Task] = None
+        #: The target this simulation last set on each channel (its own
+        #: steps are no change from outside the bridge).
+        self.commanded: dict = {}
+        self._held: set = set()
 
     async def start(self) -> tuple:
         """Start the simulator, configure both channels, start stepping the
@@ -59,6 +64,10 @@ class Simulation:
             await self._driver.close()
         await self.sim.stop()
 
+    def hold(self, ch: int) -> None:
+        """Stop stepping channel ``ch``'s target: a person has taken it over."""
+        self._held.add(ch)
+
     def targets(self, step: int) -> tuple:
         """Targets (ch0, ch1) in °C after ``step`` steps."""
         low, high = LOW_C + OFFSET_C * self.index, HIGH_C + OFFSET_C * self.index
@@ -69,6 +78,7 @@ class Simulation:
         for ch, target in enumerate(self.targets(0)):
             await self._driver.set_output_limits(ch, **LIMITS)
             await self._driver.set_pid_params(ch, **GAINS)
+            self.commanded[ch] = target
             await self._driver.set_target(ch, target)
             await self._driver.engage_pid(ch)
 
@@ -80,6 +90,9 @@ class Simulation:
             step += 1
             try:
                 for ch, target in enumerate(self.targets(step)):
+                    if ch in self._held:
+                        continue
+                    self.commanded[ch] = target
                     await self._driver.set_target(ch, target)
             except (ConnectionError, TimeoutError, RuntimeError) as e:
                 # Test faults (hang, reset...) may make a step fail; the next one retries.

@@ -17,6 +17,11 @@
   the browser asks for it, and tells a person in words how to give it.
   Basic is never accepted for a change, so no other site can make a
   browser that has the token change anything.
+* a change (not GET/HEAD) under one of ``write_prefixes`` is left to the
+  route's own check of the write tokens (:mod:`.writer`): the token above
+  is the read token, a write token is another;
+* a POST to one of ``read_posts`` (a computation that changes nothing, with
+  a body) is checked as a read.
 
 It adds no CORS headers: browsers on other origins cannot read the API.
 """
@@ -55,12 +60,17 @@ class Guard:
     :param app: the wrapped application.
     :param token: the bearer token, or None for no access control.
     :param protect_reads: require the token for GET/HEAD too.
+    :param write_prefixes: paths whose changes need a write token instead.
+    :param read_posts: paths whose POSTs only read.
     """
 
-    def __init__(self, app: ASGIApp, token: Optional[str] = None, protect_reads: bool = False):
+    def __init__(self, app: ASGIApp, token: Optional[str] = None, protect_reads: bool = False,
+                 write_prefixes: tuple = (), read_posts: tuple = ()):
         self.app = app
         self._token = None if token is None else token.encode()
         self.protect_reads = protect_reads
+        self.write_prefixes = tuple(write_prefixes)
+        self.read_posts = frozenset(read_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +91,12 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             await _reply(send, 413, "request body larger than {} bytes".format(MAX_BODY))
             return
-        if not self._authorised(scope["method"], headers.get(b"authorization")):
-            if scope["method"] not in READ_METHODS:
+        method = scope["method"]
+        if method == "POST" and scope["path"] in self.read_posts:
+            method = "GET"
+        writing = method not in READ_METHODS and scope["path"].startswith(self.write_prefixes)
+        if not writing and not self._authorised(method, headers.get(b"authorization")):
+            if method not in READ_METHODS:
                 await _reply(send, 401, "this endpoint needs 'Authorization: Bearer <token>'",
                              [(b"www-authenticate", b"Bearer")])
             else:

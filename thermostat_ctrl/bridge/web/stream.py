@@ -7,6 +7,9 @@ and a ``status`` event (:func:`device_state`) every :data:`STATUS_S` seconds
 ``Last-Event-ID`` (or opens the stream with ``after=TS``) first gets the rows
 after that ``ts`` still in memory, so a live plot has no hole after a blip.
 
+A ``procedure`` event (``data``: per channel the procedure running or last
+run, see :mod:`.routes_procedures`) comes with the status when it changed.
+
 ``GET /stream/devices`` sends a ``devices`` event with every device's state
 and latest row every :data:`STATUS_S` seconds, for an overview of the lab.
 
@@ -25,7 +28,7 @@ import json
 import logging
 import math
 import time
-from typing import Annotated, AsyncIterator, Optional
+from typing import Annotated, AsyncIterator, Callable, Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -82,7 +85,7 @@ def device_state(bridge: Bridge, device: Device) -> dict:
     state = device_status(bridge, device).model_dump()
     latest = poller.latest
     state.update(
-        targets=poller.targets, limits=poller.limits,
+        targets=poller.targets, limits=poller.limits, gains=poller.gains,
         latest=None if latest is None else dict(
             ts=latest.ts, **{c: _finite(v) for c, v in zip(latest.columns,
                                                              latest.values.tolist())}),
@@ -131,8 +134,26 @@ def _missed(device: Device, after: int) -> list:
             for ts, row in zip(table.ts.tolist(), table.values)]
 
 
-async def _device_events(bridge: Bridge, device: Device, after: Optional[int]
-                         ) -> AsyncIterator[ServerSentEvent]:
+def _procedure_events(control, device: Device) -> Callable[[], Optional[ServerSentEvent]]:
+    """A function giving a ``procedure`` event when the device's procedures
+    changed since it last gave one (None otherwise)."""
+    last = None
+
+    def changed() -> Optional[ServerSentEvent]:
+        nonlocal last
+        jobs = {ch: job.summary() for ch in (0, 1)
+                if (job := control.job(device, ch)) is not None}
+        data = json.dumps(jobs, separators=(",", ":"))
+        if data == last:
+            return None
+        last = data
+        return ServerSentEvent(data, event="procedure")
+
+    return changed
+
+
+async def _device_events(bridge: Bridge, device: Device, after: Optional[int],
+                         control=None) -> AsyncIterator[ServerSentEvent]:
     bus: SampleBus = bridge.bus
     loop = asyncio.get_running_loop()
     every = min(STATUS_S, device.poller.period)
@@ -146,6 +167,7 @@ async def _device_events(bridge: Bridge, device: Device, after: Optional[int]
             for event in await run_in_threadpool(_missed, device, after):
                 last = int(event.id)
                 yield event
+        procedure = _procedure_events(control, device) if control is not None else None
         yield _status_event(bridge, device)
         alarms_seen = bridge.alarms.version
         yield alarms_event(bridge, device.name)
@@ -171,6 +193,9 @@ async def _device_events(bridge: Bridge, device: Device, after: Optional[int]
                 yield alarms_event(bridge, device.name)
             if loop.time() >= next_status:
                 yield _status_event(bridge, device)
+                event = procedure() if procedure is not None else None
+                if event is not None:
+                    yield event
                 next_status = max(next_status + every, loop.time())
     finally:
         subscription.close()
@@ -206,7 +231,8 @@ async def stream(request: Request, device: Device = Depends(device_of),
     falls 100 samples behind, or stops reading for 5 s, is dropped (it may
     reconnect)."""
     since = last_event_id if last_event_id is not None else after
-    return _response(_device_events(request.app.state.bridge, device, since))
+    return _response(_device_events(request.app.state.bridge, device, since,
+                                    getattr(request.app.state, "control", None)))
 
 
 async def _lab_events(bridge: Bridge) -> AsyncIterator[ServerSentEvent]:

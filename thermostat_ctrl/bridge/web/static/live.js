@@ -8,13 +8,18 @@
   const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
   const COLORS = { temperature: "#0550ae", setpoint: "#cf222e", measured: "#0550ae",
                    set: "#8250df", limit: "#9a6700", band: "#8c959f", pid: "#116329" };
-  const PLOT_HEIGHT = 140;
+  const PLOT_HEIGHT = 180;
+  // Time ticks are never closer than a second (seconds).
+  const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                      21600, 43200, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400];
   // uPlot's date templates, in 24-hour time and ISO dates.
   const fmtDate = (template) => uPlot.fmtDate(template
     .replace("{M}/{D}/{YY}", "{YYYY}-{MM}-{DD}").replace("{M}/{D}", "{MM}-{DD}")
     .replace("{h}:{mm}:{ss}{aa}", "{HH}:{mm}:{ss}").replace("{h}:{mm}{aa}", "{HH}:{mm}")
     .replace("{h}{aa}", "{HH}:00").replace("{aa}", ""));
   const $ = (selector, root = document) => root.querySelector(selector);
+  // Other scripts of the page (settings.js) follow the view through these events.
+  const emit = (kind, detail) => document.dispatchEvent(new CustomEvent("thermostat:" + kind, { detail }));
 
   // ------------------------------------------------------------ formatting
 
@@ -152,6 +157,49 @@
 
   const diff = (a, b, scale) => (a == null || b == null ? null : (a - b) * scale);
 
+  const pad2 = (n) => String(n).padStart(2, "0");
+
+  // One time per tick (seconds only when ticks are less than a minute
+  // apart), and the date under the first tick and wherever the day changes.
+  function timeValues(u, splits, axis, space, incr) {
+    let lastDay = null;
+    return splits.map((t) => {
+      const d = new Date(t * 1000);
+      const day = d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate());
+      const time = incr >= 86400 ? "" : pad2(d.getHours()) + ":" + pad2(d.getMinutes()) +
+                   (incr < 60 ? ":" + pad2(d.getSeconds()) : "");
+      const label = day === lastDay ? time : (time ? time + "\n" + day : day);
+      lastDay = day;
+      return label;
+    });
+  }
+
+  // A step of 1, 2, 2.5 or 5 times a power of ten giving at least three
+  // ticks across [min, max], whatever the range.
+  function niceStep(span) {
+    const raw = span / 6;
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    return [1, 2, 2.5, 5, 10].map((m) => m * mag).find((step) => step >= raw);
+  }
+
+  function ySplits(u, axis, min, max) {
+    if (!(max > min)) return [min];
+    const step = niceStep(max - min);
+    const out = [];
+    for (let k = Math.ceil(min / step); k * step <= max; k++) out.push(k * step);
+    return out;
+  }
+
+  // Tick labels with their unit, with the decimals the step needs.
+  const decimals = (step) => {
+    for (let d = 0; d < 10; d++) if (Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) < 1e-6) return d;
+    return 10;
+  };
+  const yValues = (unit) => (u, splits) => {
+    const digits = decimals(splits.length > 1 ? splits[1] - splits[0] : 1);
+    return splits.map((v) => (Math.abs(v) < 1e-12 ? 0 : v).toFixed(digits) + " " + unit);
+  };
+
   // The y range covers the traces; a limit or tolerance line only when it is
   // near them (within a quarter of their magnitude), so small signals stay readable.
   function yRange(roles) {
@@ -222,7 +270,9 @@
         this.statusAt = performance.now();
         this.app.bridgeUp(true);
         this.renderStatus();
+        emit("status", { name: this.name, status: this.status });
       });
+      stream.addEventListener("procedure", (e) => emit("procedure", { name: this.name, jobs: JSON.parse(e.data) }));
     }
 
     onSample(row) {
@@ -264,7 +314,8 @@
                       bind: { dblclick: () => () => { this.back(); return null; } } },
             scales: { x: { time: true, range: (u, lo, hi) => this.xRange(lo, hi) },
                       y: { range: yRange(roles) } },
-            axes: [{}, { size: 64 }],
+            axes: [{ values: timeValues, incrs: TIME_INCRS, space: 70, size: 44 },
+                   { size: 84, splits: ySplits, values: yValues(unit) }],
             series: [{ value: (u, v) => (v == null ? "—" : stamp(v * 1000)) },
                      ...series.map(([label, , stroke, dash, , digits]) => ({
                        label: label === "setpoint" && !this.storedSetpoint
@@ -347,6 +398,10 @@
     renderNow() {
       const table = this.live;
       const n = table.ts.length;
+      // A device that stopped answering: its last values greyed, with their age.
+      const state = stateOf(this.status, this.statusAt);
+      const gone = state.css === "stale" || state.css === "disconnected";
+      $(".channels").classList.toggle("gone", gone);
       document.querySelectorAll(".channel").forEach((article) => {
         const ch = Number(article.dataset.channel);
         const last = (name) => (n ? table.col(name)[n - 1] : null);
@@ -361,7 +416,8 @@
                      el("span", {}, "error " + signed(diff(t, sp, 1000), 2) + " mK")]),
           el("span", {}, "TEC " + fixed(last("tec_i_ch" + ch), 3) + " A, " +
                          fixed(last("tec_u_meas_ch" + ch), 3) + " V"),
-          el("span", {}, off ? "" : "PID on"));
+          el("span", {}, off ? "" : "PID on"),
+          ...(gone ? [el("span", { class: "seen" }, "last seen " + duration(state.age) + " ago")] : []));
       });
     }
 
@@ -437,8 +493,9 @@
       // For the panels of other scripts (stability.js): the visible window.
       document.dispatchEvent(new CustomEvent("liveview:window",
         { detail: { device: this.name, window: w, live: this.view.kind === "live" } }));
-      let label = this.view.kind === "live" ? "live: the last " + duration(this.status ? this.status.memory_s : null) + " in memory"
-                                            : stamp(this.view.from) + " → " + stamp(this.view.to);
+      let label = this.view.kind === "live"
+        ? (this.status ? "live: the last " + duration(this.status.memory_s) + " in memory" : "live")
+        : stamp(this.view.from) + " → " + stamp(this.view.to);
       if (this.fetching) label += " (loading…)";
       $("#view-label").textContent = label;
       const csv = $("#csv");
@@ -512,6 +569,8 @@
 
     tick() {
       this.renderStatus();
+      // Without samples nothing else redraws the readings: keep their age current.
+      if (this.status && stateOf(this.status, this.statusAt).css !== "live") this.renderNow();
     }
   }
 
@@ -560,6 +619,7 @@
              " · firmware " + (s.firmware || "?") + ", hardware " + (s.hwrev || "?") +
              " · poll errors: " + errorsText(s.poll_errors)));
       }));
+      emit("overview", { states: this.states });
     }
 
     tick() { this.render(); }
@@ -599,6 +659,7 @@
       document.title = (info ? info.name : "Overview") + " · Thermostats";
       window.liveView = this.page;
       this.page.open();
+      emit("route", { name: info ? info.name : null });
     }
 
     renderTabs(current) {
