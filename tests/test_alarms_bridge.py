@@ -128,6 +128,7 @@ async def test_a_device_off_the_network_raises_offline_and_clears_on_return(tmp_
         await wait_for(lambda: _none_left(client), timeout=30, what="offline cleared")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_no_false_alarm_over_a_long_normal_run_with_setpoint_changes(tmp_path):
     """Every rule on (drift too, over half an hour), an hour of simulated

@@ -24,7 +24,11 @@ async def _step(driver, gains: dict, output=(-2.0, 2.0)) -> dict:
                                           hold_s=20)
 
 
-@pytest.mark.parametrize("plant", list(PLANTS))
+#: The plants, the heavy one (several simulated minutes per autotune) marked slow.
+HEAVY_SLOW = [pytest.param(p, marks=pytest.mark.slow) if p == "heavy" else p for p in PLANTS]
+
+
+@pytest.mark.parametrize("plant", HEAVY_SLOW)
 async def test_autotuned_gains_settle_a_2k_step(plant):
     async with bench(SPEED, PLANTS[plant]) as b:
         result = await procedures.autotune(b.driver, 0, 25.0)
@@ -40,7 +44,7 @@ async def test_autotuned_gains_settle_a_2k_step(plant):
     assert ours["up"]["settling_time_s"] <= slowest_example
 
 
-@pytest.mark.parametrize("plant", list(PLANTS))
+@pytest.mark.parametrize("plant", HEAVY_SLOW)
 async def test_model_and_gains_repeat_over_noise_seeds(plant):
     """Issue 18: the same plant, different noise: the model and the default
     rule's gains agree within ±10 %."""
