@@ -158,7 +158,6 @@ class AlarmMonitor:
         self._started: Optional[float] = None
         self._pending: dict = {}  # devices with samples not yet evaluated
         self.evaluations = 0  #: rule evaluations so far
-        self.evaluation_s = 0.0  #: seconds spent evaluating
 
     # ------------------------------------------------------------- reading
 
@@ -218,7 +217,6 @@ class AlarmMonitor:
     def evaluate(self) -> None:
         """Evaluate the channel rules of the devices with new samples."""
         touched, self._pending = self._pending, {}
-        began = time.perf_counter()
         now = self._clock()
         active_keys = self._active_keys()
         for name, watched in touched.items():
@@ -231,7 +229,6 @@ class AlarmMonitor:
                     verdict = config.rule.check(w, config.params, active)
                     self.book.observe(name, ch, config.name, config.severity, verdict, now)
                     self.evaluations += 1
-        self.evaluation_s += time.perf_counter() - began
 
     def tick(self) -> None:
         """Evaluate the device rules of every device."""

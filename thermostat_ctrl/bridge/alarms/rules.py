@@ -19,7 +19,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 __all__ = ["ChannelWindow", "DeviceWindow", "Finding", "OK", "UNKNOWN", "Rule", "RULES",
-           "CHANNEL_RULES", "DEVICE_RULES", "duration"]
+           "duration"]
 
 
 @dataclass
@@ -298,11 +298,6 @@ class Rule:
         """Seconds of samples the rule looks at."""
         return max((v for k, v in params.items() if k.endswith("_s")), default=0.0)
 
-    @property
-    def summary(self) -> str:
-        """The first line of the rule's docstring."""
-        return " ".join((self.check.__doc__ or "").split())
-
 
 RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("offline", offline, "device", "critical", {"periods": 10}),
@@ -321,5 +316,3 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("drift", drift, "channel", "warning", {"window_s": 3600.0, "max_k_per_h": 0.01},
          enabled=False),
 )}
-DEVICE_RULES = [r for r in RULES.values() if r.scope == "device"]
-CHANNEL_RULES = [r for r in RULES.values() if r.scope == "channel"]
