@@ -87,11 +87,21 @@ def watched(browser, lab):
     w.close()
 
 
+#: Where a line breaks: the page and /series each mark a gap (no poll for a
+#: few periods) with one null point, at a time of their own inside it.
+GAP = "gap"
+
+
 def plotted(page, plot=0, series=1):
-    """(ts ms, value) of one plot's drawn points, read from the page (gaps left out)."""
+    """(ts ms, value) of one plot's drawn points, read from the page, GAP where its line breaks."""
     xs, ys = page.evaluate(
         "([p, s]) => [liveView.plots[p].u.data[0], liveView.plots[p].u.data[s]]", [plot, series])
-    return [(round(x * 1000), y) for x, y in zip(xs, ys) if y is not None]
+    return [GAP if y is None else (round(x * 1000), y) for x, y in zip(xs, ys)]
+
+
+def served(rows, name):
+    """(ts ms, value) of /series rows in the form of :func:`plotted`."""
+    return [GAP if r[name] is None else (r["ts"], r[name]) for r in rows]
 
 
 def test_overview_and_page_load_with_no_error_and_nothing_from_elsewhere(watched, lab):
@@ -126,13 +136,14 @@ def test_each_plot_holds_the_devices_samples(watched, lab):
     points = plotted(page)
     rows = httpx.get(url + "/series", params={"device": FIRST, "from": points[0][0],
                                               "to": points[-1][0]}).json()
-    assert points == [(r["ts"], r["temperature_ch0"]) for r in rows]
+    assert points == served(rows, "temperature_ch0")
     columns = {2: ["tec_i_ch0", "i_set_ch0"], 3: ["tec_u_meas_ch0"], 4: ["pid_output_ch0"],
                7: ["tec_i_ch1", "i_set_ch1"], 8: ["tec_u_meas_ch1"], 9: ["pid_output_ch1"]}
     for plot, names in columns.items():
         for s, name in enumerate(names, 1):
-            drawn = dict(plotted(page, plot, s))
-            assert all(drawn[r["ts"]] == r[name] for r in rows), (plot, name)
+            drawn = plotted(page, plot, s)  # later, perhaps with more samples
+            start = next(i for i, p in enumerate(drawn) if p != GAP and p[0] == points[0][0])
+            assert drawn[start:start + len(rows)] == served(rows, name), (plot, name)
     # The current limits are drawn with their values from the device.
     limit = page.evaluate("liveView.plots[2].u.data[3].find((v) => v != null)")
     assert limit == bridge.devices[FIRST].poller.limits[0]["max_i_pos"]
@@ -157,9 +168,9 @@ def test_24_h_fetches_history_and_draws_it(watched, lab):
                           ".getBoundingClientRect().width)")
     assert "max_points={}".format(width) in response.url
     page.wait_for_function("() => liveView.view.label === '24h' && liveView.shown.ts.length > 100")
-    drawn = plotted(page)
-    assert drawn == [(r["ts"], r["temperature_ch0"]) for r in rows
-                     if r["temperature_ch0"] is not None]
+    # Gaps left out: the page marks them at its own resolution of the downsampled rows.
+    drawn = [p for p in plotted(page) if p != GAP]
+    assert drawn == [p for p in served(rows, "temperature_ch0") if p != GAP]
     assert len(rows) > 100, "a day of history, downsampled to the plot's width"
     span = page.evaluate("[liveView.plots[0].u.scales.x.min, liveView.plots[0].u.scales.x.max]")
     assert span[1] - span[0] == pytest.approx(86_400, abs=5)
