@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.optimize import least_squares
 
 __all__ = ["CONFIDENCE", "Model", "ModelError", "fit_model"]
 
@@ -110,6 +109,7 @@ def fit_model(t, temperature, driven, operating: float, period: float) -> Model:
     :data:`CONFIDENCE` (the standard errors from the fit's Jacobian, widened
     for the residuals' correlation from sample to sample).
     """
+    from scipy.optimize import least_squares  # here: scipy is 70 MB of a process that imports it
     rec = _Record(t, temperature, driven, operating)
     span = float(rec.rel[-1])
     best = None

@@ -220,7 +220,7 @@ def parse_file(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
-                                           block_size=1 << 22),
+                                           block_size=1 << 19, use_threads=False),
             parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False,
                                              newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(

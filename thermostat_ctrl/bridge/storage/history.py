@@ -14,16 +14,15 @@ and fewer still keep memory maps open (least recently used are dropped).
 """
 
 import logging
-import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .cachefile import CACHE_DIR, HOUR_MS, MINUTE_MS, ClosedFile, StatKey, build_cache, stat_key
+from .builders import BACKGROUND_NICENESS, build_in_processes
+from .cachefile import CACHE_DIR, HOUR_MS, MINUTE_MS, ClosedFile, StatKey, stat_key
 from .csvformat import DAY_MS, parse_file_name, parse_header
 from .downsample import NO_TS, Aggregates
 from .livefile import LiveFile
@@ -36,15 +35,6 @@ __all__ = ["DiskHistory"]
 TIERS = (HOUR_MS, MINUTE_MS)
 
 FileData = Union[ClosedFile, LiveFile]
-
-
-def _build_cache_quietly(csv_path: str) -> bool:
-    """:func:`~.cachefile.build_cache` for a worker process: False instead of
-    an error (the file is then read, and the error logged, by the bridge itself)."""
-    try:
-        return build_cache(csv_path)
-    except (OSError, ValueError):
-        return False
 
 
 class DiskHistory:
@@ -172,10 +162,11 @@ class DiskHistory:
         return result
 
     def _build_missing(self, closed: list[tuple[int, str]]) -> None:
-        """Build the missing or stale caches among ``closed`` files, several at
-        once (parsing mostly runs without the GIL), so that a query over days
-        without caches is not answered one file at a time; the background
-        builder waits meanwhile."""
+        """Build the missing or stale caches among ``closed`` files in child
+        processes, as many as there are CPUs (:mod:`.builders`): a query over
+        days without caches is not answered one file at a time, and pyarrow
+        never enters the bridge's process.  The background builder waits
+        meanwhile."""
         todo = []
         for day, name in closed:
             path = os.path.join(self.data_dir, name)
@@ -191,19 +182,23 @@ class DiskHistory:
             fd = fd or ClosedFile(path, os.path.join(self.cache_dir, name), day)
             if not fd.load(key):
                 todo.append((name, fd, key))
-        if len(todo) < 2:
-            return  # one file: nothing to gain, _file builds it
+        if not todo:
+            return
         self._foreground.clear()
         try:
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                builds = {name: pool.submit(fd.build, key) for name, fd, key in todo}
-            for name, fd, key in todo:
-                if builds[name].exception() is None:  # else _file retries and logs it
-                    logger.info("built history cache of %s", fd.csv_path)
-                    self.caches_built += 1
-                    self._files[name] = fd
+            built = set(build_in_processes([fd.csv_path for _, fd, _ in todo],
+                                           os.cpu_count() or 1))
+        except OSError as e:  # _file builds them here, one by one
+            logger.warning("could not start processes to build history caches: %s", e)
+            return
         finally:
             self._foreground.set()
+        for name, fd, key in todo:
+            if fd.load(key):  # else _file builds it again, here, and logs why it fails
+                if fd.csv_path in built:
+                    logger.info("built history cache of %s", fd.csv_path)
+                    self.caches_built += 1
+                self._files[name] = fd
 
     def build_caches(self, workers: int = 0) -> int:
         """Build missing or stale caches of every closed file (e.g. in a
@@ -219,7 +214,8 @@ class DiskHistory:
         with self._lock:
             listing = self._list()
         closed = listing[:-1]
-        paths = [os.path.join(self.data_dir, name) for _, name in closed]
+        # Newest first: recent days are the ones people look at.
+        paths = [os.path.join(self.data_dir, name) for _, name in reversed(closed)]
         if workers > 0 and paths:
             self._build_in_processes(paths, workers)
         for (day, _), name in closed:
@@ -228,21 +224,18 @@ class DiskHistory:
         return self.caches_built - before
 
     def _build_in_processes(self, paths: list[str], workers: int) -> None:
-        """Build the caches of ``paths`` in ``workers`` child processes, a few
-        files at a time (so that exiting waits for those only)."""
-        context = multiprocessing.get_context("spawn")  # never fork a threaded process
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for i in range(0, len(paths), workers):
-                batch = paths[i:i + workers]
-                self._foreground.wait()  # a query building its own caches goes first
-                try:
-                    futures = [pool.submit(_build_cache_quietly, path) for path in batch]
-                except RuntimeError:  # the interpreter is exiting
-                    return
-                for path, future in zip(batch, futures):
-                    if future.result():
-                        logger.info("built history cache of %s", path)
-                        self.caches_built += 1
+        """Build the caches of ``paths`` in ``workers`` child processes at
+        :data:`~.builders.BACKGROUND_NICENESS`, each path handed out once no
+        query is building caches of its own."""
+        try:
+            built = build_in_processes(paths, workers, BACKGROUND_NICENESS,
+                                       before_each=lambda _: self._foreground.wait())
+        except OSError as e:
+            logger.warning("could not start processes to build history caches: %s", e)
+            return
+        for path in built:
+            logger.info("built history cache of %s", path)
+        self.caches_built += len(built)
 
     def columns(self) -> list[str]:
         """Every column of every log file, in order of first appearance.

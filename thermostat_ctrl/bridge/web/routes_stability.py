@@ -4,7 +4,6 @@ of one channel."""
 
 from typing import Annotated, Optional
 
-import allantools  # noqa: F401  loaded (seconds: scipy) with the app, before polling starts
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
