@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 
@@ -75,8 +76,7 @@ def test_background_builders_are_niced_and_hand_out_paths_in_order(tmp_path):
         if len(handed) > 1:  # the first child has answered: it runs at its niceness
             niceness.update(children())
 
-    built = build_in_processes(paths, workers=1, niceness=BACKGROUND_NICENESS,
-                               before_each=before_each)
+    built = build_in_processes(paths, workers=1, background=True, before_each=before_each)
     assert handed == paths and built == paths
     assert niceness and set(niceness.values()) == {os.nice(0) + BACKGROUND_NICENESS}
 
@@ -120,3 +120,21 @@ def test_a_cold_query_over_days_leaves_pyarrow_out_of_the_process(tmp_path):
     assert out.returncode == 0, out.stderr
     rows, built, arrow = out.stdout.split()
     assert int(rows) > 0 and built == "3" and arrow == "False"
+
+
+def test_queries_building_at_once_share_one_builder_per_cpu(tmp_path):
+    cpus = os.cpu_count() or 1
+    folders = [write_days(tmp_path / "dev{}".format(i), 6) for i in range(3)]
+    seen, results = [], {}
+
+    def build(i):
+        results[i] = build_in_processes(folders[i], workers=cpus,
+                                        before_each=lambda _: seen.append(len(children())))
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(sorted(results[i]) == sorted(folders[i]) for i in range(3))
+    assert seen and max(seen) <= cpus

@@ -18,6 +18,7 @@ import os
 import selectors
 import subprocess
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 
 from .cachefile import build_cache
@@ -31,11 +32,20 @@ BACKGROUND_NICENESS = 10
 
 _ANSWERS = ("built", "fresh", "failed")
 
+#: Builder processes for queries running at once, in all: one per CPU,
+#: whatever the number of devices and queries (each holds up to a few hundred
+#: MB).  Background builds are one process of their own at a time.
+_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
 
-def build_in_processes(paths: Sequence[str], workers: int, niceness: int = 0,
+
+def build_in_processes(paths: Sequence[str], workers: int, background: bool = False,
                        before_each: Optional[Callable[[str], None]] = None) -> list[str]:
     """Build the caches of ``paths``, in this order, in up to ``workers`` child
-    processes at ``niceness``; return the paths whose cache was built.
+    processes; return the paths whose cache was built.
+
+    For a query (``background`` false) the children share :data:`_SLOTS` with
+    every other query's: at least one, more while slots are free.  In the
+    ``background`` they run at :data:`BACKGROUND_NICENESS`.
 
     ``before_each(path)`` is called before a path is handed to a child (to
     wait while something more urgent runs).  A path whose build failed, or whose
@@ -47,10 +57,20 @@ def build_in_processes(paths: Sequence[str], workers: int, niceness: int = 0,
     todo = list(reversed(paths))
     built: list[str] = []
     with selectors.DefaultSelector() as selector:
-        for _ in range(min(workers, len(todo))):
-            child = subprocess.Popen(
-                [sys.executable, "-m", __name__, "--nice", str(niceness)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        slots = threading.Semaphore(workers) if background else _SLOTS
+        niceness = BACKGROUND_NICENESS if background else 0
+        for n in range(min(workers, len(todo))):
+            if not slots.acquire(blocking=n == 0):
+                break
+            try:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", __name__, "--nice", str(niceness)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            except OSError:
+                slots.release()
+                if n == 0:
+                    raise
+                break
             selector.register(child.stdout, selectors.EVENT_READ, [child, None])
             _hand(child, selector.get_key(child.stdout).data, todo, before_each)
         while selector.get_map():
@@ -62,6 +82,7 @@ def build_in_processes(paths: Sequence[str], workers: int, niceness: int = 0,
                 if answer not in _ANSWERS or not _hand(child, key.data, todo, before_each):
                     selector.unregister(child.stdout)
                     _finish(child)
+                    slots.release()
     return built
 
 

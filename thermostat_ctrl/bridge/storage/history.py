@@ -16,12 +16,13 @@ and fewer still keep memory maps open (least recently used are dropped).
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .builders import BACKGROUND_NICENESS, build_in_processes
+from .builders import build_in_processes
 from .cachefile import CACHE_DIR, HOUR_MS, MINUTE_MS, ClosedFile, StatKey, stat_key
 from .csvformat import DAY_MS, parse_file_name, parse_header
 from .downsample import NO_TS, Aggregates
@@ -185,6 +186,7 @@ class DiskHistory:
         if not todo:
             return
         self._foreground.clear()
+        began = time.monotonic()
         try:
             built = set(build_in_processes([fd.csv_path for _, fd, _ in todo],
                                            os.cpu_count() or 1))
@@ -193,11 +195,11 @@ class DiskHistory:
             return
         finally:
             self._foreground.set()
+        logger.info("built %d history caches of %s in %.1f s", len(built), self.data_dir,
+                    time.monotonic() - began)
         for name, fd, key in todo:
             if fd.load(key):  # else _file builds it again, here, and logs why it fails
-                if fd.csv_path in built:
-                    logger.info("built history cache of %s", fd.csv_path)
-                    self.caches_built += 1
+                self.caches_built += fd.csv_path in built
                 self._files[name] = fd
 
     def build_caches(self, workers: int = 0) -> int:
@@ -228,7 +230,7 @@ class DiskHistory:
         :data:`~.builders.BACKGROUND_NICENESS`, each path handed out once no
         query is building caches of its own."""
         try:
-            built = build_in_processes(paths, workers, BACKGROUND_NICENESS,
+            built = build_in_processes(paths, workers, background=True,
                                        before_each=lambda _: self._foreground.wait())
         except OSError as e:
             logger.warning("could not start processes to build history caches: %s", e)
