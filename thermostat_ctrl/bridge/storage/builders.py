@@ -63,9 +63,12 @@ def build_in_processes(paths: Sequence[str], workers: int, background: bool = Fa
             if not slots.acquire(blocking=n == 0):
                 break
             try:
+                # A session of its own: a Ctrl-C meant for the bridge is not its to
+                # answer (with a traceback); it ends when its stdin does.
                 child = subprocess.Popen(
                     [sys.executable, "-m", __name__, "--nice", str(niceness)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                    start_new_session=True)
             except OSError:
                 slots.release()
                 if n == 0:
