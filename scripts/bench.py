@@ -65,7 +65,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 from gen_history import write_day  # noqa: E402
 from thermostat_ctrl import protocol  # noqa: E402
-from thermostat_ctrl.bridge.acquisition import schema  # noqa: E402
+from thermostat_ctrl.bridge import schema  # noqa: E402
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR  # noqa: E402
 from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name  # noqa: E402
 from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402

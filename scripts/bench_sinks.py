@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from sinks_kit import Influxd, VictoriaMetrics  # noqa: E402 (the test kit's servers)
 
-from thermostat_ctrl.bridge.acquisition import schema  # noqa: E402
+from thermostat_ctrl.bridge import schema  # noqa: E402
 from thermostat_ctrl.bridge.acquisition.sample import Sample  # noqa: E402
 from thermostat_ctrl.bridge.sinks.influx import InfluxSink  # noqa: E402
 from thermostat_ctrl.bridge.sinks.settings import InfluxSettings  # noqa: E402

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from thermostat_ctrl.bridge.acquisition.schema import columns_for  # noqa: E402
+from thermostat_ctrl.bridge.schema import columns_for  # noqa: E402
 from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, header_line  # noqa: E402
 
 #: (field, decimals, integer digits) in report order.

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from thermostat_ctrl.bridge.acquisition import schema
+from thermostat_ctrl.bridge import schema
 from thermostat_ctrl.bridge.acquisition.bus import SampleBus
 from thermostat_ctrl.bridge.acquisition.poller import Poller
 from thermostat_ctrl.bridge.storage.csvformat import iso_time

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from thermostat_ctrl.bridge.acquisition.schema import (
+from thermostat_ctrl.bridge.schema import (
     DEVICE_TIME, check_fields, columns_for, report_fields, row_values,
 )
 from thermostat_ctrl.bridge.storage import csvlog

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness import FIRST, polled, read_log, running_bridge, wait_for
-from thermostat_ctrl.bridge.acquisition.schema import columns_for
+from thermostat_ctrl.bridge.schema import columns_for
 from thermostat_ctrl.bridge.storage.store import Store
 
 COLUMNS = columns_for(["temperature"])

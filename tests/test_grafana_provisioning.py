@@ -23,7 +23,7 @@ import yaml
 
 from harness import FIRST, parse_csv, polled, running_bridge
 from thermostat_ctrl.bridge.web.routes_alarms import AlarmOut
-from thermostat_ctrl.bridge.acquisition.schema import columns_for
+from thermostat_ctrl.bridge.schema import columns_for
 from thermostat_ctrl.bridge.storage.downsample import bucket_width
 from thermostat_ctrl.bridge.storage.store import Store
 from thermostat_ctrl.bridge.web.metrics import CHANNEL_METRICS

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from harness import BRIDGE, FIRST, read_log, run_cli, running_bridge
-from thermostat_ctrl.bridge.acquisition.schema import columns_for
+from thermostat_ctrl.bridge.schema import columns_for
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
 from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name
 from thermostat_ctrl.bridge.storage.store import Store

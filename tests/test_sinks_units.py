@@ -13,7 +13,7 @@ import pytest
 
 from harness import run_cli, wait_until
 from thermostat_ctrl.bridge import config
-from thermostat_ctrl.bridge.acquisition import schema
+from thermostat_ctrl.bridge import schema
 from thermostat_ctrl.bridge.acquisition.sample import Sample
 from thermostat_ctrl.bridge.sinks.influx import InfluxSink, retry_after
 from thermostat_ctrl.bridge.sinks.lineproto import PointEncoder

@@ -93,7 +93,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .. import protocol
 from . import access
-from .acquisition import schema
+from . import schema
 from .alarms import settings as alarm_settings
 from .alarms.notify import check_urls
 from .sinks import settings as sink_settings
@@ -574,7 +574,7 @@ def check_token(token: str) -> str:
 
 def check_fields(fields: Any) -> tuple:
     """``fields`` as a tuple if they are distinct report fields some firmware
-    has (see :data:`~.acquisition.schema.KNOWN_FIELDS`), else ValueError
+    has (see :data:`~.schema.KNOWN_FIELDS`), else ValueError
     naming them."""
     if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields):
         raise ValueError("fields must be a list of report field names, not {!r}".format(fields))

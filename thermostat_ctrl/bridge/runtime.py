@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from .. import protocol
 from ..driver import Thermostat
-from .acquisition import schema
+from . import schema
 from .alarms.book import AlarmBook
 from .alarms.monitor import AlarmMonitor
 from .alarms.notify import Notifier

@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .acquisition.schema import TARGET
+from .schema import TARGET
 from .storage.gaps import gap_ms
 
 __all__ = ["analyse", "analyse_rows", "channel_columns", "octave_taus", "sample_period",

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .acquisition.schema import CHANNELS
+from .schema import CHANNELS
 from .cli import fail
 from .config import DATA_DIR, DEVICE_NAME, DeviceConfig
 from .stability import DEFAULT_BAND_K, analyse_rows, channel_columns, sample_period

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from .acquisition.schema import CHANNELS
+from .schema import CHANNELS
 from .stability import DEFAULT_BAND_K, analyse_rows, channel_columns
 from .storage.csvformat import iso_time
 

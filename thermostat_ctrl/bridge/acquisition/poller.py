@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Optional, Sequence, TypeVar
 
 from ... import protocol
 from ...driver import Thermostat
-from . import schema
+from .. import schema
 from .bus import SampleBus
 from .sample import Sample
 

@@ -25,7 +25,7 @@ Encoding is deterministic: the same sample always gives the same bytes, so a res
 
 import math
 import re
-from ..acquisition import schema
+from .. import schema
 from ..acquisition.sample import Sample
 
 __all__ = ["PointEncoder", "check_measurement"]
@@ -66,7 +66,7 @@ class PointEncoder:
 
     def _fields(self, columns: tuple) -> list[str]:
         """The field names of a stored row's columns (field-major, see
-        :func:`~..acquisition.schema.columns_for`)."""
+        :func:`~..schema.columns_for`)."""
         fields = self._layouts.get(columns)
         if fields is None:
             names = [c.rsplit("_ch", 1)[0] for c in columns[::schema.CHANNELS]]

@@ -39,7 +39,7 @@ from typing import BinaryIO, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..acquisition.schema import DEVICE_TIME
+from ..schema import stored_field
 from .csvformat import day_of, file_name, header_line, log_files, parse_header, row_line
 from .history import DiskHistory
 
@@ -120,8 +120,7 @@ def _header(line: bytes) -> tuple[list[str], list[int], list[str]]:
         if match is None or not match["field"]:
             ignored.append(name)
             continue
-        field_name = DEVICE_TIME if match["field"] == "time" else match["field"]
-        column = "{}_ch{}".format(field_name, int(match["ch"]))
+        column = "{}_ch{}".format(stored_field(match["field"]), int(match["ch"]))
         if column in columns:
             ignored.append(name)
             continue

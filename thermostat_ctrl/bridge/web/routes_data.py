@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..acquisition import schema
+from .. import schema
 from ..acquisition.poller import PollError
 from ..acquisition.sample import Sample
 from ..runtime import Device

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..acquisition import schema
+from .. import schema
 from ..runtime import Device
 from ..stability import analyse_rows, channel_columns
 from ..storage.csvformat import format_value

@@ -13,13 +13,14 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ... import protocol
+from .. import protocol
 
 __all__ = [
     "CHANNELS",
     "DEVICE_TIME",
     "TARGET",
     "KNOWN_FIELDS",
+    "stored_field",
     "report_fields",
     "recordable_fields",
     "columns_for",
@@ -38,15 +39,20 @@ DEVICE_TIME = "device_time"
 #: Field of each channel's PID target setpoint (from ``pid``, not ``report``).
 TARGET = "target"
 
+def stored_field(key: str) -> str:
+    """Stored name of a report key (``time`` is stored as :data:`DEVICE_TIME`)."""
+    return DEVICE_TIME if key == "time" else key
+
+
 #: Every field a row of some firmware can carry, by its stored name.
 KNOWN_FIELDS = tuple(
-    DEVICE_TIME if key == "time" else key
+    stored_field(key)
     for key in (*protocol.REPORT_KEYS, *protocol.HISTORIC_REPORT_KEYS) if key != "channel"
 ) + (TARGET,)
 
 
 def _key(field: str) -> str:
-    """Report key of a stored field name."""
+    """Report key of a stored field name (the inverse of :func:`stored_field`)."""
     return "time" if field == DEVICE_TIME else field
 
 
@@ -65,7 +71,7 @@ def report_fields(report: Sequence[dict]) -> list[str]:
         for key, value in channel.items():
             if key == "channel" or not _is_value(value):
                 continue
-            field = DEVICE_TIME if key == "time" else key
+            field = stored_field(key)
             if field not in fields:
                 fields.append(field)
     return fields
