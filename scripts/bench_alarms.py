@@ -12,7 +12,6 @@
 """
 
 import argparse
-import math
 import subprocess
 import sys
 import tempfile

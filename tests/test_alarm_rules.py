@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from thermostat_ctrl.bridge.alarms import rules, settings
+from thermostat_ctrl.bridge.alarms import settings
 from thermostat_ctrl.bridge.alarms.book import HISTORY_NAME, AlarmBook
 from thermostat_ctrl.bridge.alarms.monitor import ChannelHistory
 from thermostat_ctrl.bridge.alarms.rules import OK, RULES, UNKNOWN, ChannelWindow, DeviceWindow, Finding

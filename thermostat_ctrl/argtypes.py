@@ -1,18 +1,28 @@
 """argparse ``type=`` converters shared by the command lines
-(``thermostat_ctrl``, ``aqctl_thermostat``, ``thermostat_sim``): each turns
-a bad value into argparse's one-line usage error naming the argument."""
+(``thermostat_ctrl``, ``aqctl_thermostat``, ``thermostat_sim``,
+``thermostat_bridge``): each turns a bad value into argparse's one-line usage
+error naming the argument; :func:`fail` is the same line for an error found
+after parsing."""
 
 import argparse
 import math
 import re
+import sys
+from typing import Any, NoReturn
 
 from . import protocol
 
-__all__ = ["number", "positive", "non_negative", "port", "address", "named_address", "channel",
+__all__ = ["fail", "number", "positive", "non_negative", "port", "address", "named_address", "channel",
            "TARGET_NAME"]
 
 #: What a name given with ``NAME=HOST`` may be (an RPC target name: no spaces).
 TARGET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def fail(prog: str, message: Any) -> NoReturn:
+    """``prog: error: message`` on stderr, exit status 2 (argparse's own for a usage error)."""
+    print("{}: error: {}".format(prog, message), file=sys.stderr)
+    sys.exit(2)
 
 
 def number(text: str) -> float:

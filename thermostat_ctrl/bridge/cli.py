@@ -17,10 +17,11 @@ import logging
 import os
 import socket
 import sys
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
 import uvicorn
 
+from .. import argtypes
 from . import config as bridge_config
 from .config import ENV_PREFIX, BridgeConfig, parse_fields
 from .import_cli import main as import_main
@@ -33,11 +34,13 @@ logger = logging.getLogger("thermostat_bridge")
 _DEVICE_VARIABLES = tuple(ENV_PREFIX + name for name in ("DEVICES", "DEVICE", "SIMULATION",
                                                          "CONFIG"))
 
+PROG = "thermostat_bridge"
+
 
 def get_argparser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog="thermostat_bridge",
+        prog=PROG,
         description="Poll Sinara Thermostats, log their readings to daily CSV files and serve"
                     " them over HTTP (/docs, /devices, /data.csv, /series, /report, /metrics)."
                     " 'thermostat_bridge import --help': import the original server's CSV;"
@@ -124,12 +127,6 @@ def get_argparser() -> argparse.ArgumentParser:
     return parser
 
 
-def fail(message: Any) -> NoReturn:
-    """One line on stderr, exit status 2."""
-    print("thermostat_bridge: error: {}".format(message), file=sys.stderr)
-    sys.exit(2)
-
-
 def settings_from_args(args: argparse.Namespace) -> dict:
     """The settings the command line gives (None where an option is not given;
     :func:`~.config.load` puts them over the file's and the environment's)."""
@@ -161,7 +158,7 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     try:
         return bridge_config.load(settings_from_args(args), os.environ)
     except ValueError as e:  # ExposureError among them: before anything is bound
-        fail(e)
+        argtypes.fail(PROG, e)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -228,12 +225,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         sock = bind_socket(config.bind, config.port)
     except OSError as e:
-        fail(e)
+        argtypes.fail(PROG, e)
     try:
         app = create_app(config)
     except OSError as e:
         sock.close()
-        fail(e)
+        argtypes.fail(PROG, e)
     # asyncio's own loop even where uvloop is installed: the built-in
     # simulator runs in it and relies on asyncio's transports.
     server = uvicorn.Server(uvicorn.Config(

@@ -12,21 +12,24 @@ done: a bad file or option, or a bridge holding the data directory.
 import argparse
 import os
 import sys
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 
+from .. import argtypes
 from .config import DATA_DIR, DEVICE_NAME
 from .storage.datadir import DataDirError, DataDirLock, device_dir
 from .storage.importer import import_csv
+
+PROG = "thermostat_bridge import"
 
 
 def get_argparser() -> argparse.ArgumentParser:
     """The command-line parser of the subcommand."""
     parser = argparse.ArgumentParser(
-        prog="thermostat_bridge import",
+        prog=PROG,
         description="Import the single CSV file of the original Thermostat server into the"
                     " daily files of one device (idempotent: rows already there are skipped).")
     parser.add_argument("file", metavar="FILE.csv", help="the original server's CSV file")
@@ -35,11 +38,6 @@ def get_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=DATA_DIR,
                         help="the bridge's data directory (default {})".format(DATA_DIR))
     return parser
-
-
-def fail(message: Any) -> NoReturn:
-    """One line on stderr, exit status 2."""
-    get_argparser().exit(2, "{}: error: {}\n".format(get_argparser().prog, message))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -52,9 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         size = os.stat(args.file).st_size
         lock = DataDirLock(args.data_dir)
     except DataDirError as e:
-        fail(e)
+        argtypes.fail(PROG, e)
     except OSError as e:
-        fail("cannot read {}: {}".format(args.file, e.strerror or e))
+        argtypes.fail(PROG, "cannot read {}: {}".format(args.file, e.strerror or e))
     console = Console(stderr=True)
     try:
         with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(),
@@ -64,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             summary = import_csv(args.file, device_dir(args.data_dir, args.device),
                                  lambda done: progress.update(task, completed=done))
     except (ValueError, OSError) as e:
-        fail("{}: {}".format(args.file, getattr(e, "strerror", None) or e))
+        argtypes.fail(PROG, "{}: {}".format(args.file, getattr(e, "strerror", None) or e))
     except KeyboardInterrupt:
         print("thermostat_bridge import: interrupted; every day written so far is complete,"
               " run it again to import the rest", file=sys.stderr)

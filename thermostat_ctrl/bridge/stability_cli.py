@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .. import argtypes
 from .schema import CHANNELS
-from .cli import fail
 from .config import DATA_DIR, DEVICE_NAME, DeviceConfig
 from .stability import DEFAULT_BAND_K, analyse_rows, channel_columns, sample_period
 from .storage.csvformat import DAY_MS, iso_time
@@ -160,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                                                    iso_time(end)))
     folder = device_dir(args.data_dir, args.device)
     if not os.path.isdir(folder):
-        fail("no folder {} of device {!r} in the data directory".format(folder, args.device))
+        argtypes.fail(PROG, "no folder {} of device {!r} in the data directory".format(folder, args.device))
     history = DiskHistory(folder)
     columns = channel_columns(args.channel)
     stderr = Console(stderr=True)
@@ -173,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             figures = analyse_rows(ts, values, history.columns(), args.channel, period,
                                    args.band_mk / 1000, (end - start) / 1000)
     except OSError as e:
-        fail("{}: {}".format(folder, e.strerror or e))
+        argtypes.fail(PROG, "{}: {}".format(folder, e.strerror or e))
     except KeyboardInterrupt:
         sys.exit(130)
     answer = {"device": args.device, "channel": args.channel, "from": start, "to": end,

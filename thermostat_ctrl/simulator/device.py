@@ -220,7 +220,7 @@ class Device:
 
     def advance(self, t: float) -> None:
         """Run plants, ADC samples and PIDs up to plant time ``t``."""
-        plants, channels = self.plants, self.channels
+        channels = self.channels
         while self._next_t <= t:
             te = self._next_t
             dt = te - self._t

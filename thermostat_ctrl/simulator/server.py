@@ -17,7 +17,6 @@ import re
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from .device import INVALID_INPUT, Device, Flash, Session
