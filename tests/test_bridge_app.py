@@ -12,8 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thermostat_ctrl.bridge import schema
-from thermostat_ctrl.bridge.acquisition.bus import SampleBus
-from thermostat_ctrl.bridge.acquisition.poller import Poller
 from thermostat_ctrl.bridge.storage.csvformat import iso_time
 from thermostat_ctrl.bridge.web import render
 from thermostat_ctrl.bridge.web.app import create_app
@@ -263,66 +261,6 @@ def test_fuzzed_queries_never_fail_the_server(sync_client, path, start, end, fie
     assert r.status_code in (200, 422), (params, r.status_code, r.text)
     assert "Traceback" not in r.text
 
-
-# ------------------------------------------------------------------ schedule
-
-class _FakeDriver:
-    """Answers report() after a delay chosen per call; records call times."""
-
-    connected, firmware = True, "2025"
-
-    def __init__(self, delays):
-        self.delays = delays
-        self.calls = []
-
-    async def report(self):
-        self.calls.append(time.monotonic())
-        await asyncio.sleep(self.delays.get(len(self.calls), 0.0))
-        return [{"channel": ch, "temperature": 25.0, "pid_engaged": True} for ch in (0, 1)]
-
-    async def get_pid(self):
-        return [{"channel": ch, "target": 25.0} for ch in (0, 1)]
-
-    async def get_output(self):
-        return [{"channel": ch, "max_i_pos": 1.0, "max_i_neg": 1.0, "max_v": 4.0}
-                for ch in (0, 1)]
-
-    async def get_hwrev(self):
-        return {"rev": {"major": 2, "minor": 2}}
-
-    async def close(self):
-        pass
-
-
-async def test_schedule_is_drift_free_and_skips_late_polls():
-    period = 0.1
-    driver = _FakeDriver({4: 2.3 * period})  # the 4th poll overruns two instants
-    bus = SampleBus()
-    published = bus.subscribe("test")
-    poller = Poller("dev", bus, period)
-    task = asyncio.ensure_future(poller.run(driver))
-    try:
-        await wait_for(lambda: len(driver.calls) >= 12, what="12 polls")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    samples = published.get(0)
-    # Every successful poll was published once, in order, with the device's name.
-    assert len(samples) == poller.polls_ok and {s.device for s in samples} == {"dev"}
-    assert [s.ts for s in samples] == sorted({s.ts for s in samples})
-    start = driver.calls[0]
-    slots = [(t - start) / period for t in driver.calls]
-    # Every poll starts on the grid start + n * period (no drift) ...
-    assert all(abs(s - round(s)) < 0.4 for s in slots), slots
-    ns = [round(s) for s in slots]
-    # ... the late one made the loop skip the instants it missed, never bunch.
-    assert ns[:5] == [0, 1, 2, 3, 6] and ns[5:] == list(range(7, 7 + len(ns) - 5))
-    assert poller.skipped == 2
-    assert poller.fields == ["temperature", "pid_engaged", "target"]
-    # The targets are read with pid between polls: unknown (empty) in the
-    # first row, known in every later one.
-    assert np.isnan(samples[0].values[-2:]).all()
-    assert all(s.values[-2:].tolist() == [25.0, 25.0] for s in samples[1:])
 
 
 def test_render_of_recent_and_other_rows():

@@ -1,6 +1,8 @@
 """The bridge's configuration: one merge of defaults, TOML file, environment
 and command line, checked before anything runs; errors that say where."""
 
+from pathlib import Path
+
 import pytest
 
 from harness import FIRST, polled, run_cli, running_bridge, wait_for
@@ -111,3 +113,41 @@ async def _health_when(client, states: dict):
     response = await client.get("/health")
     found = {d["name"]: d["status"] for d in response.json()["devices"]}
     return response if found == states else None
+
+
+def test_device_list_from_the_environment():
+    loaded = config.from_env(
+        {"THERMOSTAT_DEVICES": "a=10.0.0.5, b=10.0.0.6:2323,10.0.0.7"})
+    assert [(d.name, d.address) for d in loaded.devices] == [
+        ("a", "10.0.0.5"), ("b", "10.0.0.6:2323"), ("thermostat2", "10.0.0.7")]
+    (device,) = config.from_env({"THERMOSTAT_DEVICE": "10.0.0.5"}).devices
+    assert (device.name, device.address) == ("thermostat0", "10.0.0.5")
+    loaded = config.from_env({"THERMOSTAT_SIMULATION": "3"})
+    assert [d.name for d in loaded.devices] == ["sim0", "sim1", "sim2"] and loaded.simulation
+    for env, message in [({"THERMOSTAT_DEVICES": "A=10.0.0.5"}, "device name 'A'"),
+                         ({"THERMOSTAT_DEVICES": "a=x,a=y"}, "more than once"),
+                         ({"THERMOSTAT_DEVICES": "a=x:0"}, "'a=x:0'"),
+                         ({}, "at least one device")]:
+        with pytest.raises(ValueError, match=message):
+            config.from_env(env)
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "bridge.toml"
+    path.write_text('poll_period = 2.0\nfields = ["temperature"]\n'
+                    '[[device]]\nname = "laser"\naddress = "10.0.0.5"\n'
+                    '[[device]]\nname = "cavity"\naddress = "10.0.0.6:2323"\n'
+                    'poll_period = 0.1\nfirmware = "2023"\n')
+    settings = config.read_toml(str(path))
+    loaded = config.build(**settings)
+    laser, cavity = loaded.devices
+    assert (laser.name, laser.address, laser.poll_period, laser.fields) == (
+        "laser", "10.0.0.5", 2.0, ("temperature",))
+    assert (cavity.poll_period, cavity.firmware) == (0.1, "2023")
+
+
+def test_the_systemd_example_configuration_is_valid():
+    path = Path(__file__).resolve().parent.parent / "scripts/systemd/thermostat-bridge.toml"
+    loaded = config.build(**config.read_toml(str(path)))
+    assert [(d.name, d.address) for d in loaded.devices] == [("thermostat0", "192.168.1.26")]
+

@@ -1,24 +1,17 @@
 """A bridge for a whole lab: several devices, one API, one writer per data
 directory, and a sample bus whose slow consumers never cost the log a row."""
 
-import contextlib
 import json
-import threading
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from harness import (FIRST, PERIOD, bridge_config, csv_files, now_ms, parse_csv, polled,
                      read_log, running_bridge, wait_for)
-from thermostat_ctrl.bridge.status import fresh_sample
-from thermostat_ctrl.bridge import config as bridge_config_module
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
 from thermostat_ctrl.bridge.storage.csvformat import file_name, header_line, row_line
 from thermostat_ctrl.bridge.storage.datadir import DataDirError, DataDirLock
 from thermostat_ctrl.bridge.web.app import create_app
-from thermostat_ctrl.simulator import Simulator
 
 NAMES = ["sim0", "sim1", "sim2"]
 
@@ -129,106 +122,6 @@ async def test_one_sample_reads_the_same_in_every_row_endpoint(bridge_client):
         assert cell == ("" if value is None else str(value)), (column, cell, value)
 
 
-# ------------------------------------------------- a device that misbehaves
-
-#: Poll period of the lab tests with misbehaving devices.
-LAB_PERIOD = 0.1
-
-
-@contextlib.asynccontextmanager
-async def lab_of_simulators(data_dir, n: int = 3):
-    """(bridge, client, sims): a bridge polling ``n`` simulators of this loop
-    every :data:`LAB_PERIOD` s."""
-    # A reset keeps a device off the network for 30 simulated s (1.5 s).
-    sims = [Simulator(speed=20.0, seed=i, reboot_s=30.0) for i in range(n)]
-    ports = [await sim.start("127.0.0.1", 0) for sim in sims]
-    try:
-        devices = ["{}=127.0.0.1:{}".format(name, port) for name, port in zip(NAMES, ports)]
-        async with running_bridge(data_dir, devices=devices, poll_period=LAB_PERIOD) as (
-                bridge, client):
-            yield bridge, client, sims
-    finally:
-        for sim in sims:
-            await sim.stop()
-
-
-FAULTS = {
-    "hang": (lambda sim: setattr(sim.faults, "hang", True),
-             lambda sim: setattr(sim.faults, "hang", False)),
-    "slow": (lambda sim: setattr(sim.faults, "delay_ms", 5000.0),
-             lambda sim: setattr(sim.faults, "delay_ms", 0.0)),
-    "cut": (lambda sim: setattr(sim.faults, "cut_replies", 10 ** 6),
-            lambda sim: setattr(sim.faults, "cut_replies", 0)),
-    "refuse": (lambda sim: (setattr(sim.faults, "refuse", True), sim.drop_connections()),
-               lambda sim: setattr(sim.faults, "refuse", False)),
-    "reset": (lambda sim: sim.reset(), lambda sim: None),
-}
-
-
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-async def test_a_failing_device_never_delays_the_others(tmp_path, fault):
-    apply, clear = FAULTS[fault]
-    async with lab_of_simulators(tmp_path) as (bridge, client, sims):
-        await polled(bridge, 5)
-        bad, good = bridge.devices[NAMES[0]], [bridge.devices[n] for n in NAMES[1:]]
-        apply(sims[0])
-        began = now_ms()
-        await wait_for(lambda: bad.poller.polls_failed >= 3, what="3 failed polls")
-        during = {d.name: d.poller.polls_ok for d in good}
-        await wait_for(lambda: all(d.poller.polls_ok >= during[d.name] + 10 for d in good),
-                       what="10 more polls of the others")
-        ended = now_ms()
-        clear(sims[0])
-        await wait_for(lambda: fresh_sample(bad) is not None, timeout=15, what="recovery")
-        for device in good:
-            assert device.poller.skipped == 0 and device.poller.polls_failed == 0
-            rows = (await client.get("/series", params={
-                "device": device.name, "from": began, "to": ended})).json()
-            ts = np.array([r["ts"] for r in rows])
-            # Their schedule held: a row every period, none missing.
-            gaps = np.diff(ts)
-            assert len(ts) >= 10 and gaps.max() < 2 * LAB_PERIOD * 1000, gaps
-        assert bad.poller.failures, bad.poller.failures
-    for name in NAMES:  # stopped: every polled row of every device is on disk
-        device = bridge.devices[name]
-        assert len(read_log(tmp_path / name)) == device.poller.polls_ok == \
-            device.store.rows_written
-
-
-# ------------------------------------------------------------- the bus
-
-async def test_slow_and_stalled_consumers_cost_the_store_nothing(tmp_path):
-    release = threading.Event()
-    seen = []
-
-    def slow(batch):
-        seen.extend(s.ts for s in batch if s.device == FIRST)
-        release.wait(0.05)  # a consumer that takes its time over every batch
-
-    app = create_app(bridge_config(tmp_path, simulation=2, poll_period=LAB_PERIOD))
-    bridge = app.state.bridge
-    bridge.consume("slow", slow, maxlen=1000)
-    stalled = bridge.bus.subscribe("stalled", maxlen=5)  # never read
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
-            await polled(bridge, 30)
-            health = (await client.get("/health")).json()
-            consumers = health["consumers"]
-            assert consumers["stalled"]["dropped"] >= 2 * 30 - 5
-            assert consumers["stalled"]["queued"] == 5
-            assert consumers["store"]["dropped"] == 0
-            metrics = (await client.get("/metrics")).text
-            assert 'thermostat_bus_dropped_total{consumer="stalled"}' in metrics
-            for device in bridge.devices.values():
-                assert device.poller.skipped == 0
-    stalled.close()
-    for name, device in bridge.devices.items():
-        assert len(read_log(tmp_path / name)) == device.poller.polls_ok
-    logged = [int(row[1]) for _, _, row in read_log(tmp_path / FIRST)]
-    assert seen == logged  # the slow consumer saw every sample, in order
-
-
 # ----------------------------------------------- the data directory
 
 def _legacy_day(data_dir, day: int, rows: int, start_ms: int) -> list:
@@ -307,42 +200,3 @@ def test_second_bridge_on_the_same_directory_is_refused(tmp_path):
     finally:
         app.state.bridge._lock.release()
     create_app(bridge_config(tmp_path)).state.bridge._lock.release()
-
-
-# ------------------------------------------------------------- configuration
-
-def test_device_list_from_the_environment():
-    config = bridge_config_module.from_env(
-        {"THERMOSTAT_DEVICES": "a=10.0.0.5, b=10.0.0.6:2323,10.0.0.7"})
-    assert [(d.name, d.address) for d in config.devices] == [
-        ("a", "10.0.0.5"), ("b", "10.0.0.6:2323"), ("thermostat2", "10.0.0.7")]
-    (device,) = bridge_config_module.from_env({"THERMOSTAT_DEVICE": "10.0.0.5"}).devices
-    assert (device.name, device.address) == ("thermostat0", "10.0.0.5")
-    config = bridge_config_module.from_env({"THERMOSTAT_SIMULATION": "3"})
-    assert [d.name for d in config.devices] == NAMES and config.simulation
-    for env, message in [({"THERMOSTAT_DEVICES": "A=10.0.0.5"}, "device name 'A'"),
-                         ({"THERMOSTAT_DEVICES": "a=x,a=y"}, "more than once"),
-                         ({"THERMOSTAT_DEVICES": "a=x:0"}, "'a=x:0'"),
-                         ({}, "at least one device")]:
-        with pytest.raises(ValueError, match=message):
-            bridge_config_module.from_env(env)
-
-
-def test_toml_file(tmp_path):
-    path = tmp_path / "bridge.toml"
-    path.write_text('poll_period = 2.0\nfields = ["temperature"]\n'
-                    '[[device]]\nname = "laser"\naddress = "10.0.0.5"\n'
-                    '[[device]]\nname = "cavity"\naddress = "10.0.0.6:2323"\n'
-                    'poll_period = 0.1\nfirmware = "2023"\n')
-    settings = bridge_config_module.read_toml(str(path))
-    config = bridge_config_module.build(**settings)
-    laser, cavity = config.devices
-    assert (laser.name, laser.address, laser.poll_period, laser.fields) == (
-        "laser", "10.0.0.5", 2.0, ("temperature",))
-    assert (cavity.poll_period, cavity.firmware) == (0.1, "2023")
-
-
-def test_the_systemd_example_configuration_is_valid():
-    path = Path(__file__).resolve().parent.parent / "scripts/systemd/thermostat-bridge.toml"
-    config = bridge_config_module.build(**bridge_config_module.read_toml(str(path)))
-    assert [(d.name, d.address) for d in config.devices] == [("thermostat0", "192.168.1.26")]

@@ -270,4 +270,4 @@ def _identity_of(device: DeviceConfig) -> Identity:
     address = None if device.simulated else "{}:{}".format(
         *protocol.parse_address(device.address))
     return Identity(simulated=device.simulated, address=address,
-                             firmware=None if device.firmware == "auto" else device.firmware)
+                    firmware=None if device.firmware == "auto" else device.firmware)
