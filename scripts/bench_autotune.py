@@ -1,4 +1,4 @@
-"""Benchmark of the autotune (issue 18): repeatability over noise seeds, and
+"""Benchmark of the autotune: repeatability over noise seeds, and
 the judge's 2 K step on light, default and heavy plants.
 
     python scripts/bench_autotune.py [--speed 20] [--tune-speed 20] [--seeds 5]
@@ -9,7 +9,7 @@ simulators with noise seeds 1, 2, ...; the model (K, T, L), the gains and the
 output noise they cause, and each figure's spread (largest deviation from the
 mean, in %).
 
-*The judge* (issue 18): a fresh simulator at ``--speed``, limits 1 A / 1 A /
+*The judge*: a fresh simulator at ``--speed``, limits 1 A / 1 A /
 4 V, the channel at 25 degC under the gains being judged for 120 s, then the
 target steps to 27 degC.  Settling time: the time after the step from which
 the 1 s moving mean of the temperature stays within ±10 mK of 27 degC;
@@ -56,7 +56,7 @@ async def tune(plant: PlantParams, speed: float, seed: int) -> dict:
 
 async def vendor_autotune(plant: PlantParams, speed: float, seed: int, step: float = 1.0,
                           lookback_s: float = 3.0, noiseband: float = 1.5) -> dict:
-    """The vendor client's relay autotune (``pid-autotune.md`` §2) at the
+    """The vendor client's (PyThermostat's) relay autotune at the
     target 25 degC with its CLI's defaults, on every sample: the relay around
     0 A, peaks as the extremes of the lookback window, success when the
     amplitude of the last peaks deviates by under 5 %; Ziegler-Nichols gains

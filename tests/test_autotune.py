@@ -1,5 +1,5 @@
-"""Autotune on the simulator at high --speed: the proof of issue 12 point 7
-(three plants, 2 K step), the repeatability of issue 18 (seeded noise), every
+"""Autotune on the simulator at high --speed: tuned gains settle a 2 K step
+on three plants, the model and gains repeat over noise seeds, every
 abort restoring the channel, no gains without a confident model, the
 per-sample conversion against the simulator's firmware PID, the model fit and
 the design on known models."""
@@ -46,7 +46,7 @@ async def test_autotuned_gains_settle_a_2k_step(plant):
 
 @pytest.mark.parametrize("plant", HEAVY_SLOW)
 async def test_model_and_gains_repeat_over_noise_seeds(plant):
-    """Issue 18: the same plant, different noise: the model and the default
+    """The same plant, different noise: the model and the default
     rule's gains agree within ±10 %."""
     runs = []
     for seed in (11, 12, 13):

@@ -1,4 +1,4 @@
-"""Setpoint ramps (issue 18): the rate and the end, refusal of a rate of 0 or
+"""Setpoint ramps: the rate and the end, refusal of a rate of 0 or
 below, a lost connection (resumed), a device reset (stopped, the target
 named), wait_settled following the ramp's end; the RPC and CLI front ends."""
 

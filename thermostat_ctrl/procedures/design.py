@@ -1,8 +1,8 @@
 """Gains designed on the identified model for the firmware's PID (no I/O).
 
 The firmware's PID acts on the target only through its integral: the
-proportional and derivative terms see the measurement (``pid-autotune.md``
-§1).  A step of the target therefore overshoots when the integral does, and
+proportional and derivative terms see the measurement.  A step of the
+target therefore overshoots when the integral does, and
 a textbook rule's closed-loop time constant says little about it.  So
 :func:`design` simulates the firmware's PID, sample by sample with its
 output clamp, on the identified :class:`~.model.Model` and chooses the
