@@ -233,7 +233,7 @@ def parse_file(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         with open(path, "rb") as f:
             return parse_csv(f.read())
-    values = np.empty((table.num_rows, len(columns)))
+    values = np.empty((len(columns), table.num_rows))
     for j, name in enumerate(names[2:]):
-        values[:, j] = table.column(name).to_numpy()
-    return columns, ts.to_numpy(), values
+        values[j] = table.column(name).to_numpy()
+    return columns, ts.to_numpy(), values.T

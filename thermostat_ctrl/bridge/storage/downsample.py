@@ -73,6 +73,22 @@ def bucket_width(from_ms: int, to_ms: int, max_points: int) -> int:
     return width
 
 
+def _extremes(op: np.ufunc, values: np.ndarray, when: np.ndarray, starts: np.ndarray,
+              sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket (rows ``starts[i]`` on, ``sizes[i]`` of them) and column:
+    the extreme ``op`` (``fmin``/``fmax``) of ``values`` and the earliest
+    ``when`` it was reached (NaN never matches: :data:`NO_TS`).
+
+    Reduced along the columns of the transposed arrays: with column-major
+    values (as parsed files are) each column is contiguous, several times
+    faster than reducing row-major rows."""
+    values_t, when_t = values.T, when.T
+    extreme = op.reduceat(values_t, starts, axis=1)
+    reached = values_t == np.repeat(extreme, sizes, axis=1)
+    first = np.minimum.reduceat(np.where(reached, when_t, NO_TS), starts, axis=1)
+    return extreme.T, first.T
+
+
 @dataclass
 class Aggregates:
     """Time-ordered, non-overlapping partial buckets of samples.
@@ -136,16 +152,10 @@ class Aggregates:
             return self
         keys = self.first_ts // width
         starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
-        ends = np.append(starts[1:], len(keys)) - 1
-        group = np.repeat(np.arange(len(starts)), ends - starts + 1)
-        low = np.fmin.reduceat(self.min, starts, axis=0)
-        high = np.fmax.reduceat(self.max, starts, axis=0)
-        # The earliest time each bucket's extreme was reached (NaN never matches).
-        low_ts = np.minimum.reduceat(
-            np.where(self.min == low[group], self.min_ts, NO_TS), starts, axis=0)
-        high_ts = np.minimum.reduceat(
-            np.where(self.max == high[group], self.max_ts, NO_TS), starts, axis=0)
-        return Aggregates(self.first_ts[starts], self.last_ts[ends],
+        sizes = np.diff(np.append(starts, len(keys)))
+        low, low_ts = _extremes(np.fmin, self.min, self.min_ts, starts, sizes)
+        high, high_ts = _extremes(np.fmax, self.max, self.max_ts, starts, sizes)
+        return Aggregates(self.first_ts[starts], self.last_ts[starts + sizes - 1],
                           np.add.reduceat(self.count, starts), low, high, low_ts, high_ts)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
