@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import threading
-from typing import Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from .csvlog import repair_tail
 
@@ -87,21 +87,26 @@ class LineLog:
         with self._lock:
             return self._closed or self._flush()
 
-    def entries(self) -> list:
-        """Every entry: those in the file (lines that are not JSON skipped),
-        then the held ones, oldest first."""
+    def entries(self, match: Optional[Callable[[dict], bool]] = None,
+                limit: Optional[int] = None) -> list:
+        """The latest ``limit`` (None: all) entries for which ``match`` is
+        true (None: all), oldest first: those in the file (lines that are not
+        JSON skipped), then the held ones."""
         with self._lock:
             size = os.fstat(self._fd).st_size if not self._closed else None
             held = [entry for _, entry in self._held]
+        found: collections.deque = collections.deque(maxlen=limit)
         with open(self.path, "rb") as f:
-            data = f.read() if size is None else f.read(size)
-        written = []
-        for number, line in enumerate(data.splitlines(), 1):
-            try:
-                written.append(json.loads(line))
-            except ValueError:
-                logger.warning("%s line %d is not JSON; skipped", self.path, number)
-        return written + held
+            for number, line in enumerate(f if size is None else _lines(f, size), 1):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    logger.warning("%s line %d is not JSON; skipped", self.path, number)
+                    continue
+                if match is None or match(entry):
+                    found.append(entry)
+        found.extend(e for e in held if match is None or match(e))
+        return list(found)
 
     def close(self) -> None:
         """Write what is held if possible (else log it as lost), close the file."""
@@ -181,3 +186,12 @@ class LineLog:
             self._timer = None
             if not self._closed:
                 self._flush()
+
+
+def _lines(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """The lines of the first ``size`` bytes of ``f``."""
+    for line in f:
+        if size <= 0:
+            return
+        yield line[:size]
+        size -= len(line)
