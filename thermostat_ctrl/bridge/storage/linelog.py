@@ -78,9 +78,10 @@ class LineLog:
             if self._closed:
                 raise ValueError("{} {} is closed".format(self.name, self.path))
             self._held.append((line, entry))
-            if len(self._held) > self.max_held:
+            written = self._flush(newest=entry)
+            while len(self._held) > self.max_held:
                 self._lose(self._held.popleft()[0])
-            return self._flush(newest=entry)
+            return written
 
     def flush(self) -> bool:
         """Write the held entries; True when none is left."""
