@@ -40,6 +40,7 @@ class LineLog:
     :param name: what the log is, in messages (``"alarm log"``).
     :param durable: fsync every entry.
     :param max_held: entries held in memory at most while writes fail.
+    :param retry_s: seconds between retries of the held entries.
     :raises OSError: when the file cannot be opened.
     """
 
