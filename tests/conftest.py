@@ -1,5 +1,7 @@
 """Fixtures shared by the test modules (helpers live in :mod:`harness`)."""
 
+import subprocess
+
 import pytest
 
 from harness import polled, running_bridge
@@ -32,3 +34,18 @@ def browser():
         chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs (needs root, as CI runs)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: {}".format(r.stderr.strip()))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

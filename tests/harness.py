@@ -13,13 +13,16 @@
   can talk to it while the test drives it synchronously.
 * :func:`hold_all_slots`: occupy the simulator's 4 connection slots.
 * Reply-shape checks, condition waits and CSV readers.
+* :func:`fill`: take every free byte of a disk (the ``small_disk`` fixture's).
 """
 
 import asyncio
 import concurrent.futures
 import contextlib
 import csv
+import errno
 import io
+import os
 import re
 import signal
 import socket
@@ -281,6 +284,24 @@ async def release(held: list, sim: Simulator, keep: int = 0) -> None:
     while len(held) > keep:
         held.pop()[1].close()
     await wait_for(lambda: sim.connection_count <= keep, what="slots freed")
+
+
+def fill(disk) -> str:
+    """Take every free byte of ``disk``; the filler's path."""
+    path = os.path.join(disk, "filler")
+    with open(path, "wb", buffering=0) as f:
+        block = b"\0" * 4096
+        while True:
+            try:
+                f.write(block)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+                break
+        while True:  # the last bytes of the last page too
+            try:
+                f.write(b"\0")
+            except OSError:
+                return path
 
 
 def csv_files(data_dir: Path) -> list:

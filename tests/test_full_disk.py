@@ -1,54 +1,18 @@
 """A full disk under the data directory: /health says the log of record is
 failing, and once space returns the rows memory still holds are written in
 order; what memory no longer held is counted as lost.  On a real (small)
-tmpfs, so the writes fail with the kernel's own ENOSPC."""
+tmpfs (``small_disk``), so the writes fail with the kernel's own ENOSPC."""
 
-import errno
 import os
-import subprocess
 
 import numpy as np
-import pytest
 
-from harness import FIRST, polled, read_log, running_bridge, wait_for
+from harness import FIRST, fill, polled, read_log, running_bridge, wait_for
 from thermostat_ctrl.bridge.schema import columns_for
 from thermostat_ctrl.bridge.storage.store import Store
 
 COLUMNS = columns_for(["temperature"])
 T0 = 1_795_000_000_000
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 512 KiB tmpfs (needs root, as CI runs)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: {}".format(r.stderr.strip()))
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(disk) -> str:
-    """Take every free byte of ``disk``; the filler's path."""
-    path = os.path.join(disk, "filler")
-    with open(path, "wb", buffering=0) as f:
-        block = b"\0" * 4096
-        while True:
-            try:
-                f.write(block)
-            except OSError as e:
-                assert e.errno == errno.ENOSPC
-                break
-        while True:  # the last bytes of the last page too
-            try:
-                f.write(b"\0")
-            except OSError:
-                return path
 
 
 def _rows(store, ts_list):

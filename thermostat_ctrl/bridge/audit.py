@@ -4,7 +4,8 @@ of a polled setting that the bridge did not make.
 :class:`AuditLog` appends one JSON object a line to ``<data-dir>/audit.jsonl``
 with one ``write()`` and an ``fsync`` per entry, on a thread of its own; a
 line torn by a crash is cut off when the log is opened again (as the CSV log
-does).  An entry (:data:`FIELDS`): ``ts`` (epoch ms) and ``time``,
+does).  While the file cannot be written (a full disk) entries are held in
+memory and written once it can again (:mod:`.storage.linelog`).  An entry (:data:`FIELDS`): ``ts`` (epoch ms) and ``time``,
 ``device``, ``channel`` (None for the device as a whole), ``what`` (the
 setting or action), ``who`` (the write token's name; ``outside the bridge``
 for a change detected in the polled settings), ``client`` (address),
@@ -19,17 +20,13 @@ explain.
 """
 
 import concurrent.futures
-import json
-import logging
 import os
 import threading
 import time
 from typing import Any, Callable, Optional
 
 from .storage.csvformat import iso_time
-from .storage.csvlog import repair_tail
-
-logger = logging.getLogger(__name__)
+from .storage.linelog import LineLog
 
 __all__ = ["AuditLog", "SettingsWatch", "OUTSIDE", "FILE_NAME", "WATCHED"]
 
@@ -48,40 +45,36 @@ class AuditLog:
     """The append-only audit trail of one bridge, in ``data_dir``.
 
     Entries are kept in memory too (they are few: a person's changes), for
-    :meth:`entries`.  Raises OSError when the file cannot be opened.
+    :meth:`entries`, whether or not they could be written; :attr:`file` has
+    the write counters and why writing fails.  Raises OSError when the file
+    cannot be opened.
     """
 
     def __init__(self, data_dir: str, wall_clock: Callable[[], float] = time.time):
         self.path = os.path.join(data_dir, FILE_NAME)
         self.wall_clock = wall_clock
-        self._entries: list = []
         self._lock = threading.Lock()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self.file = LineLog(self.path, "audit trail", durable=True)
         try:
-            repair_tail(self._fd)
-            self._entries = self._read()
+            self._entries: list = self.file.entries()
         except BaseException:
-            os.close(self._fd)
+            self.file.close()
             raise
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
-        self.write_errors = 0
 
-    def _read(self) -> list:
-        entries = []
-        with open(self.path, "rb") as f:
-            for number, line in enumerate(f, 1):
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    logger.warning("%s line %d is not JSON; skipped", self.path, number)
-        return entries
+    @property
+    def write_errors(self) -> int:
+        """Failed writes of the file."""
+        return self.file.write_errors
 
     def record(self, device: str, what: str, who: str, *, channel: Optional[int] = None,
                client: Optional[str] = None, before: Any = None, after: Any = None,
                requested: Any = None, result: str = "ok",
                detail: Optional[str] = None) -> concurrent.futures.Future:
         """Append an entry (stamped now); the future is done once it is on
-        disk (its result: the entry).  Safe from any thread."""
+        disk (its result: the entry) or, while the file cannot be written,
+        held in memory (its exception: an OSError saying why).  Safe from
+        any thread."""
         ts = int(self.wall_clock() * 1000)
         entry = dict(ts=ts, time=iso_time(ts), device=device, channel=channel, what=what,
                      who=who, client=client, before=before, after=after, requested=requested,
@@ -89,19 +82,10 @@ class AuditLog:
         return self._writer.submit(self._append, entry)
 
     def _append(self, entry: dict) -> dict:
-        line = (json.dumps(entry, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
-            try:
-                written = os.write(self._fd, line)
-                if written != len(line):
-                    raise OSError("short write")
-                os.fsync(self._fd)
-            except OSError as e:
-                self.write_errors += 1
-                repair_tail(self._fd)
-                logger.error("could not append to the audit trail %s: %s", self.path, e)
-                raise
             self._entries.append(entry)
+        if not self.file.append(entry):
+            raise OSError(self.file.failing or "audit entry not written")
         return entry
 
     def entries(self, device: Optional[str] = None, start: Optional[int] = None,
@@ -115,9 +99,9 @@ class AuditLog:
                 and (start is None or e["ts"] >= start) and (end is None or e["ts"] <= end)]
 
     def close(self) -> None:
-        """Write what is queued, then close the file."""
+        """Write what is queued and held, then close the file."""
         self._writer.shutdown(wait=True)
-        os.close(self._fd)
+        self.file.close()
 
 
 def polled_settings(poller: Any) -> Optional[list]:

@@ -262,6 +262,7 @@ class Bridge:
             device.store.close()
             if device.simulation is not None:
                 await device.simulation.stop()
+        self.alarms.close()
         self._lock.release()
 
 

@@ -9,7 +9,8 @@ hysteresis that keeps a value at the threshold from flapping).
 Acknowledgements and silences survive a restart: the active alarms and the
 silences are kept in ``<data-dir>/alarms-state.json`` (replaced atomically on
 every change), and every raise, acknowledgement, clear and silence is
-appended as one JSON line to ``<data-dir>/alarms.jsonl``, the alarm log.
+appended as one JSON line to ``<data-dir>/alarms.jsonl``, the alarm log
+(held in memory while it cannot be written: :mod:`..storage.linelog`).
 Listeners (:meth:`AlarmBook.listen`) get every event: the notifiers, the
 stream.  Thread-safe.
 """
@@ -22,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
+from ..storage.linelog import LineLog
 from .rules import Finding
 
 logger = logging.getLogger(__name__)
@@ -107,10 +109,12 @@ class AlarmBook:
         self._next_id = 1
         self._listeners: list[Callable[[str, dict], None]] = []
         self.version = 0  #: increases with every change of the active alarms
-        self._state_path = self._history_path = None
+        self._state_path: Optional[str] = None
+        #: The alarm log (None without a data directory).
+        self.log: Optional[LineLog] = None
         if data_dir is not None:
             self._state_path = os.path.join(data_dir, STATE_NAME)
-            self._history_path = os.path.join(data_dir, HISTORY_NAME)
+            self.log = LineLog(os.path.join(data_dir, HISTORY_NAME), "alarm log")
             self._load()
 
     # ------------------------------------------------------------ reading
@@ -128,21 +132,11 @@ class AlarmBook:
             return list(self._silences.values())
 
     def history(self, device: Optional[str] = None, limit: int = 1000) -> list[dict]:
-        """The latest ``limit`` lines of the alarm log (of ``device``), oldest first."""
-        if self._history_path is None or not os.path.exists(self._history_path):
+        """The latest ``limit`` entries of the alarm log (of ``device``), those
+        held in memory while it cannot be written among them, oldest first."""
+        if self.log is None:
             return []
-        lines: list = []
-        with open(self._history_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash
-                if device is None or entry.get("device") == device:
-                    lines.append(entry)
-                    if len(lines) > limit:
-                        del lines[0]
-        return lines
+        return self.log.entries(lambda e: device in (None, e.get("device")), limit)
 
     # ------------------------------------------------------------ changing
 
@@ -215,6 +209,11 @@ class AlarmBook:
             self._save()
             return silence
 
+    def close(self) -> None:
+        """Write what the alarm log holds (or log it as lost) and close it."""
+        if self.log is not None:
+            self.log.close()
+
     # ------------------------------------------------------------ internals
 
     def _silenced(self, alarm: Alarm) -> bool:
@@ -250,15 +249,8 @@ class AlarmBook:
                 logger.exception("alarm listener failed on %s", event)
 
     def _log(self, event: str, entry: dict) -> None:
-        if self._history_path is None:
-            return
-        line = json.dumps({"event": event, "ts": int(self._clock() * 1000), **entry},
-                          separators=(",", ":"), ensure_ascii=False) + "\n"
-        try:
-            with open(self._history_path, "a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError as e:
-            logger.error("could not append to the alarm log %s: %s", self._history_path, e)
+        if self.log is not None:
+            self.log.append({"event": event, "ts": int(self._clock() * 1000), **entry})
 
     def _save(self) -> None:
         if self._state_path is None:

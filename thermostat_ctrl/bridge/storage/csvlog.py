@@ -40,7 +40,7 @@ def repair_tail(fd: int) -> int:
         pos = start
     else:
         keep = 0
-    logger.warning("repairing torn CSV tail: dropping %d bytes", size - keep)
+    logger.warning("repairing a torn last line: dropping %d bytes", size - keep)
     os.ftruncate(fd, keep)
     return keep
 

@@ -7,7 +7,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from ..audit import AuditLog
 from ..runtime import Bridge
+from ..storage.linelog import MAX_HELD, LineLog
 from ..status import DeviceStatus, device_status
 from .deps import DeviceName, bridge_of, find_device
 
@@ -56,11 +58,28 @@ class NotifierHealth(BaseModel):
     last_error: Optional[str] = Field(description="The latest failure; null after a success")
 
 
-class Health(BaseModel):
-    """State of every device, of the sample bus and of the sinks."""
+class LogHealth(BaseModel):
+    """State of the alarm log or of the audit trail (a file of the data directory)."""
 
-    status: str = Field(description="`ok` when every device is fresh, else the first other"
-                                    " device status", examples=["ok"])
+    status: str = Field(description="`ok`, or `failed` while it cannot be written (see"
+                                    " `error`)", examples=["ok"])
+    error: Optional[str] = Field(description="Why the latest write failed; null after a"
+                                             " success",
+                                 examples=["audit trail write failed: No space left on device"])
+    write_errors: int = Field(description="Failed writes")
+    held: int = Field(description="Entries not yet written, held in memory (and served) until"
+                                  " the file takes writes again; at most {}".format(MAX_HELD))
+    caught_up: int = Field(description="Entries written late, once the file took writes again")
+    lost: int = Field(description="Entries never written: more than {} were held (each is in"
+                                  " the bridge's own log)".format(MAX_HELD))
+
+
+class Health(BaseModel):
+    """State of every device, of the sample bus, of the logs and of the sinks."""
+
+    status: str = Field(description="`failed` while the alarm log or the audit trail cannot"
+                                    " be written, else `ok` when every device is fresh, else"
+                                    " the first other device status", examples=["ok"])
     devices: list[DeviceStatus]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
     sinks: dict[str, SinkHealth] = Field(
@@ -70,12 +89,23 @@ class Health(BaseModel):
     notifiers: list[NotifierHealth] = Field(
         description="Alarm notification receivers (they do not change `status`)")
     alarms: int = Field(description="Active alarms (see `/alarms`)")
+    logs: dict[str, LogHealth] = Field(description="`alarms`: the alarm log, `audit`: the"
+                                                   " audit trail")
 
 
-def bridge_health(bridge: Bridge) -> Health:
-    """The whole bridge's current :class:`Health`."""
+def log_health(log: LineLog) -> LogHealth:
+    """The current :class:`LogHealth` of ``log``."""
+    return LogHealth(status="ok" if log.failing is None else "failed", error=log.failing,
+                     write_errors=log.write_errors, held=log.held, caught_up=log.caught_up,
+                     lost=log.lost)
+
+
+def bridge_health(bridge: Bridge, audit: Optional[AuditLog] = None) -> Health:
+    """The whole bridge's current :class:`Health` (with its ``audit`` trail's)."""
     devices = [device_status(bridge, d) for d in bridge.devices.values()]
-    status = next((d.status for d in devices if d.status != "ok"), "ok")
+    files = {"alarms": bridge.alarms.log, "audit": None if audit is None else audit.file}
+    logs = {name: log_health(log) for name, log in files.items() if log is not None}
+    status = next((d.status for d in [*logs.values(), *devices] if d.status != "ok"), "ok")
     consumers = {name: Consumer(**vars(s)) for name, s in bridge.bus.stats().items()}
     sinks = {}
     for sink in bridge.sinks:
@@ -85,7 +115,7 @@ def bridge_health(bridge: Bridge) -> Health:
     notifiers = [] if bridge.notifier is None else [
         NotifierHealth(**vars(state)) for state in bridge.notifier.states()]
     return Health(status=status, devices=devices, consumers=consumers, sinks=sinks,
-                  notifiers=notifiers, alarms=len(bridge.alarms.active()))
+                  notifiers=notifiers, alarms=len(bridge.alarms.active()), logs=logs)
 
 
 def _answer(state: BaseModel) -> JSONResponse:
@@ -102,13 +132,14 @@ async def devices(bridge: Bridge = Depends(bridge_of)) -> list[DeviceStatus]:
 @router.get("/health", response_model=Union[Health, DeviceStatus],
             responses={503: {"model": Union[Health, DeviceStatus],
                              "description": "Some device (or the one named) has no fresh"
-                                            " reading"}})
+                                            " reading, or a log cannot be written"}})
 async def health(request: Request, device: DeviceName = None) -> JSONResponse:
-    """Without `device`: every device and the sample bus; 200 only when every
-    device's latest poll is fresh (within three poll periods), 503 otherwise.
-    With `device`: that device's state, 200 when it is fresh."""
+    """Without `device`: every device, the sample bus and the logs; 200 only
+    when every device's latest poll is fresh (within three poll periods) and
+    the alarm log and the audit trail take writes, 503 otherwise.  With
+    `device`: that device's state, 200 when it is fresh."""
     if device is None:
-        return _answer(bridge_health(request.app.state.bridge))
+        return _answer(bridge_health(request.app.state.bridge, request.app.state.audit))
     bridge = request.app.state.bridge
     return _answer(device_status(bridge, find_device(request, device)))
 
