@@ -11,6 +11,8 @@ import pytest
 from thermostat_ctrl.bridge import access, config as bridge_config
 from thermostat_ctrl.bridge import snapshot as snapshot_module
 from thermostat_ctrl.bridge.audit import FILE_NAME, OUTSIDE, AuditLog
+from thermostat_ctrl.bridge.control import PROCEDURES, RESOURCES
+from thermostat_ctrl.bridge.web import routes_procedures, routes_write
 from thermostat_ctrl.driver import Thermostat
 
 from harness import FIRST, only, polled, running_bridge, wait_for
@@ -291,17 +293,54 @@ async def test_a_stale_expectation_is_409_with_the_current_value(writable):
                        ("alice", "conflict")]
 
 
-async def test_device_down_is_503(writable):
+#: A valid body of each write: a resource of the bridge's control or a procedure.
+VALID_BODIES = {"target": {"value": 25.0}, "pid": {"kp": 0.3}, "limits": {"max_v": 4.0},
+                "b_parameter": {"b": 3950.0}, "postfilter": {"rate": 16.67},
+                "polarity": {"value": "normal"}, "current": {"value": 0.1}, "engage": None,
+                "fan": {"power": "auto"}, "save": None, "load": None,
+                "autotune": {"target": 25.0}, "step_test": {"delta": 0.5}}
+#: The writes that talk to the device: every resource and every procedure.
+DEVICE_WRITES = (*RESOURCES, *PROCEDURES)
+
+
+def write_routes() -> dict:
+    """{last path segment: (method, path)} of every write route of the bridge."""
+    routes = {}
+    for route in (*routes_write.router.routes, *routes_procedures.router.routes):
+        for method in route.methods - {"GET", "HEAD"}:
+            if route.path.startswith("/devices/"):
+                routes[route.path.rsplit("/", 1)[1]] = method, route.path
+    return routes
+
+
+def test_every_write_route_is_a_resource_or_a_procedure():
+    assert set(write_routes()) == {*DEVICE_WRITES, "abort"}  # abort only sets a flag
+    assert set(VALID_BODIES) == set(DEVICE_WRITES)
+
+
+@pytest.mark.parametrize("name", DEVICE_WRITES)
+async def test_device_down_is_503(writable, name):
     bridge, client = writable
     sim = only(bridge).simulation.sim
     sim.faults.refuse = True
     sim.drop_connections()
-    r = await client.put(CH0 + "target", json={"value": 25.0}, headers=AS_ALICE)
+    method, path = write_routes()[name]
+    r = await client.request(method, path.format(device=FIRST, ch=0),
+                             json=VALID_BODIES[name], headers=AS_ALICE)
     assert r.status_code == 503, r.text
-    r = await client.get(CH0 + "settings")
-    assert r.status_code == 503
+    assert FIRST in r.json()["detail"], r.text
     [entry] = await audit_of(client)
-    assert entry["result"] == "device down" and entry["after"] is None
+    assert entry["what"] == name and entry["result"] == "device down", entry
+    assert entry.get("after") is None
+
+
+async def test_settings_when_the_device_is_down_is_503(writable):
+    bridge, client = writable
+    sim = only(bridge).simulation.sim
+    sim.faults.refuse = True
+    sim.drop_connections()
+    r = await client.get(CH0 + "settings")
+    assert r.status_code == 503 and FIRST in r.json()["detail"], r.text
 
 
 # ------------------------------------------------------------ audit trail

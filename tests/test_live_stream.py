@@ -186,7 +186,10 @@ def test_page_assets_and_offline_docs_are_served_by_the_bridge(lab):
         assert "cdn" not in html.lower() and "https://" not in html, docs
         assert "static-offline-docs/" in html
     assert httpx.get(url + "/static-offline-docs/swagger-ui-bundle.js").status_code == 200
-    assert httpx.get(url + "/static-offline-docs/redoc.standalone.js").status_code == 200
+    assert 'src="/docs/redoc.standalone.js"' in httpx.get(url + "/redoc").text
+    redoc = httpx.get(url + "/docs/redoc.standalone.js")
+    assert redoc.status_code == 200 and "javascript" in redoc.headers["content-type"]
+    assert "cdn.redoc.ly" not in redoc.text and len(redoc.text) > 100_000
 
 
 def test_every_response_has_a_same_origin_policy(lab):

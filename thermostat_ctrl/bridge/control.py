@@ -30,8 +30,8 @@ from .runtime import Bridge, Device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Control", "Resource", "RESOURCES", "WriteError", "Invalid", "Conflict",
-           "DeviceDown", "DeviceRefused", "Busy", "PolledDriver"]
+__all__ = ["Control", "Resource", "RESOURCES", "PROCEDURES", "WriteError", "Invalid",
+           "Conflict", "DeviceDown", "DeviceRefused", "Busy", "PolledDriver"]
 
 
 class WriteError(Exception):
@@ -206,6 +206,9 @@ RESOURCES = {r.name: r for r in (
     Resource("load", (), _no_check, _read_nothing, lambda d, ch, v: d.load_config(None),
              channel=False),
 )}
+
+#: The procedures :meth:`Control.start_procedure` runs on a channel.
+PROCEDURES = ("autotune", "step_test")
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -401,14 +404,22 @@ class Control:
     async def start_procedure(self, device: Device, ch: int, procedure: str, params: dict,
                               who: str, client: Optional[str]) -> Job:
         """Start ``procedure`` (``autotune`` or ``step_test``) on channel
-        ``ch`` with ``params``; Busy when one runs there, Invalid for bad
-        parameters (checked before anything is sent)."""
+        ``ch`` with ``params``; Busy when one runs there, DeviceDown when the
+        device does not answer now (one report on the connection), Invalid
+        for bad parameters (checked before anything else is sent)."""
         old = self.jobs.get((device.name, ch))
         if old is not None and old.running:
             raise Busy("channel {} is busy: {} by {} is running; abort it first".format(
                 ch, old.procedure, old.who))
-        if device.poller.firmware is None:
-            raise DeviceDown("{} has not answered yet".format(device.name))
+        try:
+            if device.poller.firmware is None:
+                raise DeviceDown("{} has not answered yet".format(device.name))
+            # Else the job would start, only to fail at its first exchange.
+            await self._on_device(device, lambda d: d.report())
+        except WriteError as e:
+            await self.record(device, procedure, who, channel=ch, client=client,
+                               requested=dict(params), result=e.result, detail=str(e))
+            raise
         job = Job(procedure, who, dict(params))
         run = asyncio.get_running_loop().create_task(
             self._procedure(PolledDriver(device), ch, procedure, params, job),

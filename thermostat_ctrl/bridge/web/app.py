@@ -5,7 +5,7 @@ simulation); its lifespan starts and stops the bridge.  Every request passes
 :class:`~.security.Guard` first (size limits, the bearer token); every
 response gets the :mod:`.csp` policy.  ``/`` is the live view; ``/docs`` and
 ``/redoc`` are served with their assets from a package (fastapi-offline), so
-they work without internet.
+they work without internet (ReDoc by :mod:`.docs`, without its makers' logo).
 ``app_from_env`` is the ASGI factory for ``uvicorn --factory
 thermostat_ctrl.bridge.web.app:app_from_env``, configured by the
 ``THERMOSTAT_*`` environment variables documented in :mod:`..config`.
@@ -24,7 +24,7 @@ from ..audit import AuditLog
 from ..config import BridgeConfig
 from ..control import Control
 from ..runtime import Bridge, tune_process
-from . import (metrics, render, routes_alarms, routes_audit, routes_data, routes_live,
+from . import (docs, metrics, render, routes_alarms, routes_audit, routes_data, routes_live,
                routes_ops, routes_procedures, routes_snapshot, routes_stability, routes_write,
                stream)
 from .compression import Gzip
@@ -88,7 +88,9 @@ def create_app(config: BridgeConfig, process_settings: bool = False) -> FastAPI:
         version="2",
         lifespan=lifespan,
         dependencies=[Depends(known_parameters)],
+        redoc_url=None,
     )
+    docs.add_redoc(app)
     app.state.bridge = bridge
     app.state.registry = metrics.registry_for(bridge)
     app.state.report_bodies = {}
