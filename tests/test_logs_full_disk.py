@@ -147,7 +147,9 @@ async def test_health_says_which_log_fails_and_the_api_serves_its_held_entries(
 
 async def _put_failed(client, url: str, auth: dict) -> bool:
     r = await client.put(url, json={"value": 25.25}, headers=auth)
-    assert r.status_code == 200, "the write itself happens"
+    if r.status_code == 503:  # the device was slow to answer on a busy machine: again
+        return False
+    assert r.status_code == 200, r.text
     return (await client.get("/health")).json()["logs"]["audit"]["status"] == "failed"
 
 

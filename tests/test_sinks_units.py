@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from harness import run_cli, wait_until
+from harness import fill, free_port, polled, run_cli, running_bridge, wait_for, wait_until
 from thermostat_ctrl.bridge import config
 from thermostat_ctrl.bridge import schema
 from thermostat_ctrl.bridge.acquisition.sample import Sample
 from thermostat_ctrl.bridge.sinks.influx import InfluxSink, retry_after
 from thermostat_ctrl.bridge.sinks.lineproto import PointEncoder
-from thermostat_ctrl.bridge.sinks.settings import InfluxSettings, sinks_from, spool_dir
+from thermostat_ctrl.bridge.sinks.settings import SPOOL_DIR, InfluxSettings, sinks_from, spool_dir
 from thermostat_ctrl.bridge.sinks.spool import HEADER, Spool
 
 TS = 1_795_759_540_123
@@ -332,3 +332,64 @@ def test_spool_dir_holds_nothing_but_the_spool(tmp_path):
     spool.append(records(2))
     drain(spool)
     assert sorted(os.listdir(tmp_path)) == ["000000000001.spool", "ack"]
+
+
+def test_a_full_disk_holds_the_points_and_writes_them_in_order_once_space_returns(
+        small_disk, caplog):
+    spool = Spool(small_disk / "spool", 8 * 64 * 1024)
+    assert spool.append(records(10))
+    filler = fill(small_disk)
+    written = [spool.append(records(1, start=10 + i)) for i in range(200)]
+    assert not all(written)  # a few may fit in the page the segment already has
+    stats = spool.stats()
+    assert "No space left on device" in stats.error and stats.held_points == written.count(False)
+    assert stats.dropped_points == 0 and "holding the points in memory" in caplog.text
+    os.unlink(filler)
+    assert spool.append(records(1, start=210))
+    stats = spool.stats()
+    assert (stats.error, stats.held_points, stats.dropped_points) == (None, 0, 0)
+    assert stats.caught_up_points == written.count(False)
+    assert drain(spool) == ["p{} 1 {}".format(i, TS + i) for i in range(211)]
+
+
+def test_what_a_full_disk_makes_it_hold_beyond_a_segment_is_counted_dropped(small_disk):
+    spool = Spool(small_disk / "spool", 8 * 64 * 1024)
+    filler = fill(small_disk)
+    n = 0
+    while spool.stats().dropped_points == 0:
+        spool.append(records(100, start=n))
+        n += 100
+        assert n < 100_000
+    stats = spool.stats()
+    assert stats.held_points + stats.dropped_points == n
+    os.unlink(filler)
+    assert spool.append(records(1, start=n))
+    lines = drain(spool)
+    first = int(lines[0].split()[-1]) - TS
+    assert first == stats.dropped_points  # the oldest went, the newest were kept, in order
+    assert lines == ["p{} 1 {}".format(i, TS + i) for i in range(first, n + 1)]
+
+
+async def test_health_fails_while_a_sinks_spool_cannot_be_written(tmp_path, small_disk):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / SPOOL_DIR).symlink_to(small_disk)  # only the spools live on the small disk
+    url = "http://127.0.0.1:{}/write?db=lab".format(free_port())  # nobody answers
+    async with running_bridge(data, influx=[url]) as (bridge, client):
+        await polled(bridge, 3)
+        filler = fill(small_disk)
+        response = await wait_for(lambda: _spool(client, failing=True), what="the spool failing")
+        (sink,) = response.json()["sinks"].values()
+        assert response.status_code == 503 and response.json()["status"] == "failed"
+        assert "No space left on device" in sink["spool_error"] and sink["held_points"] > 0
+        os.unlink(filler)
+        response = await wait_for(lambda: _spool(client, failing=False), what="the spool writing")
+        (sink,) = response.json()["sinks"].values()
+        assert response.json()["status"] != "failed" and sink["caught_up_points"] > 0
+        assert sink["held_points"] == 0 and sink["dropped_points"] == 0
+
+
+async def _spool(client, failing: bool):
+    response = await client.get("/health")
+    (sink,) = response.json()["sinks"].values()
+    return response if (sink["spool_error"] is not None) == failing else None

@@ -74,6 +74,9 @@ class SinkState:
     dropped_points: int            #: points lost: spool full or not writable
     last_error: Optional[str]      #: the latest failure, None after a success
     last_success_ts: Optional[int]  #: epoch ms of the latest acknowledged request
+    held_points: int = 0           #: points the spool's disk refused, held in memory
+    caught_up_points: int = 0      #: points the spool wrote late, once its disk took writes
+    spool_error: Optional[str] = None  #: why the spool cannot be written now; None when it can
 
 
 def retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -273,5 +276,6 @@ class InfluxSink:
             return SinkState(self.name, self._status, self.points_sent, self.batches_sent,
                              self.retries, self.refused, stats.backlog_points,
                              stats.backlog_bytes, age, stats.dropped_points,
-                             self.last_error, self.last_success_ts)
+                             self.last_error, self.last_success_ts, stats.held_points,
+                             stats.caught_up_points, stats.error)
 

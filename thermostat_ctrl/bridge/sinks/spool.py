@@ -18,7 +18,12 @@ A spool is a directory of numbered segment files (``000000000001.spool``,
 * the spool is bounded: once its files exceed the limit, the oldest segment
   is deleted and its unsent points are counted as dropped (and logged).
   Segments are an eighth of the limit (64 KiB to 8 MiB), so a drop loses
-  the oldest eighth at most.
+  the oldest eighth at most;
+* records the disk refuses (full, read-only) are held in memory, up to a
+  segment's size, and written first, in order, once it takes writes again
+  (counted as caught up); older ones beyond that bound are counted as
+  dropped.  An ``ack`` file the disk refuses lags behind: after a crash its
+  records are sent again, which the database keeps once.
 
 Like the CSV log, the spool survives a crash of the process; what the OS
 had not yet written out may be lost in a power cut.
@@ -73,9 +78,12 @@ class SpoolStats:
     backlog_points: int        #: points not yet acknowledged
     backlog_bytes: int         #: bytes of the records not yet acknowledged
     oldest_unsent_ts: Optional[int]  #: ts of the oldest unacknowledged sample
-    dropped_points: int        #: points deleted unsent because the spool was full
-    write_errors: int          #: appends that failed (their points are counted as dropped)
+    dropped_points: int        #: points lost unsent: the spool full, or too many held
+    write_errors: int          #: appends that failed (their records are held)
     size_bytes: int            #: bytes of every segment file
+    held_points: int = 0       #: points the disk refused, held in memory to be written
+    caught_up_points: int = 0  #: points written late, once the disk took writes again
+    error: Optional[str] = None  #: why appends fail now; None while they succeed
 
 
 def _record(ts: int, payload: bytes, points: int) -> bytes:
@@ -122,7 +130,10 @@ class Spool:
         self._acked_points = 0  # points acknowledged in the ack segment
         self._dropped = 0
         self._write_errors = 0
-        self._failing = False
+        self._error: Optional[str] = None
+        self._held: list[bytes] = []  # records the disk refused, oldest first
+        self._held_points: list[int] = []
+        self._caught_up = 0
         self._fd: Optional[int] = None  # the newest segment, for appending
         self._pending_since: Optional[float] = None  # monotonic time the backlog began
         os.makedirs(self.directory, exist_ok=True)
@@ -180,9 +191,12 @@ class Spool:
     def _write_ack(self) -> None:
         path = os.path.join(self.directory, ACK_NAME)
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write("{} {}\n".format(*self._ack))
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write("{} {}\n".format(*self._ack))
+            os.replace(tmp, path)
+        except OSError as e:  # the file lags: its records would be sent again after a crash
+            logger.warning("spool %s: ack not written (%s)", self.directory, e)
 
     # --------------------------------------------------------------- state
 
@@ -216,33 +230,35 @@ class Spool:
                 oldest = None
             return SpoolStats(self._unsent_points(), self._unsent_bytes(), oldest,
                               self._dropped, self._write_errors,
-                              sum(size for size, _ in self._segments.values()))
+                              sum(size for size, _ in self._segments.values()),
+                              sum(self._held_points), self._caught_up, self._error)
 
     # -------------------------------------------------------------- append
 
     def append(self, records: list[tuple[int, bytes, int]]) -> bool:
-        """Append ``(ts, payload, points)`` records in one write; True when
-        written.  A failed write is logged (once per streak) and its points
-        counted as dropped."""
+        """Append ``(ts, payload, points)`` records, after those held, in one
+        write; True when written.  When the write fails the records are held
+        (see the module doc) and the failure logged once per streak."""
         records = [r for r in records if r[2] > 0]
         if not records:
             return True
-        blob = b"".join(_record(*r) for r in records)
-        points = sum(r[2] for r in records)
         with self._cond:
+            self._held += [_record(*r) for r in records]
+            self._held_points += [r[2] for r in records]
+            blob, points = b"".join(self._held), sum(self._held_points)
             try:
                 self._write(blob)
             except OSError as e:
                 self._write_errors += 1
-                self._dropped += points
-                if not self._failing:
-                    logger.error("spool %s: write failed (%s); %d points lost", self.directory,
-                                 e, points)
-                    self._failing = True
+                self._hold_failed(e)
                 return False
-            if self._failing:
-                logger.info("spool %s: writing again", self.directory)
-                self._failing = False
+            late = points - sum(r[2] for r in records)
+            if self._error is not None:
+                logger.info("spool %s: writing again; %d held points written", self.directory,
+                            late)
+                self._error = None
+            self._caught_up += late
+            self._held, self._held_points = [], []
             newest = max(self._segments)
             self._segments[newest][0] += len(blob)
             self._segments[newest][1] += points
@@ -251,6 +267,21 @@ class Spool:
             self._enforce_limit()
             self._cond.notify_all()
         return True
+
+    def _hold_failed(self, error: OSError) -> None:
+        """After a failed write: keep the newest held records, a segment's
+        bytes at most, and count the older ones dropped."""
+        if self._error is None:
+            logger.error("spool %s: write failed (%s); holding the points in memory",
+                         self.directory, error)
+        self._error = "spool write failed: {}".format(error.strerror or error)
+        size = sum(map(len, self._held))
+        while size > self.segment_bytes and len(self._held) > 1:
+            size -= len(self._held.pop(0))
+            lost = self._held_points.pop(0)
+            self._dropped += lost
+            logger.warning("spool %s: %d held points dropped (more than %d bytes held)",
+                           self.directory, lost, self.segment_bytes)
 
     def _write(self, blob: bytes) -> None:
         newest = max(self._segments)
@@ -262,14 +293,13 @@ class Spool:
             newest += 1
             self._segments[newest] = [0, 0]
             size = 0
+        view, written = memoryview(blob), 0
         try:
-            written = os.write(self._fd, blob)
+            while written < len(blob):  # a short write is retried: it raises the reason
+                written += os.write(self._fd, view[written:])
         except OSError:
             _truncate(self._fd, size)
             raise
-        if written != len(blob):
-            _truncate(self._fd, size)
-            raise OSError("short write to the spool")
 
     def _enforce_limit(self) -> None:
         total = sum(size for size, _ in self._segments.values())

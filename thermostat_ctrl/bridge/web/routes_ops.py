@@ -39,7 +39,15 @@ class SinkHealth(BaseModel):
     backlog_bytes: int = Field(description="Bytes of the spooled backlog")
     oldest_unsent_age_s: Optional[float] = Field(
         description="Age of the oldest sample not yet acknowledged; null when none waits")
-    dropped_points: int = Field(description="Points lost because the spool was full")
+    dropped_points: int = Field(description="Points lost: the spool was full, or more were"
+                                            " held in memory than a spool segment holds")
+    held_points: int = Field(0, description="Points the spool's disk refused (full), held in"
+                                            " memory and written first once it takes writes")
+    caught_up_points: int = Field(0, description="Points written to the spool late, once its"
+                                                 " disk took writes again")
+    spool_error: Optional[str] = Field(None, description="Why the spool cannot be written now"
+                                                         " (makes `/health` `failed`); null"
+                                                         " while it can")
     last_error: Optional[str] = Field(description="The latest failure; null after a success",
                                       examples=['HTTP 404 {"error":"database not found"}'])
 
@@ -77,15 +85,15 @@ class LogHealth(BaseModel):
 class Health(BaseModel):
     """State of every device, of the sample bus, of the logs and of the sinks."""
 
-    status: str = Field(description="`failed` while the alarm log or the audit trail cannot"
-                                    " be written, else `ok` when every device is fresh, else"
+    status: str = Field(description="`failed` while the alarm log, the audit trail or a"
+                                    " sink's spool cannot be written, else `ok` when every device is fresh, else"
                                     " the first other device status", examples=["ok"])
     devices: list[DeviceStatus]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
     sinks: dict[str, SinkHealth] = Field(
         description="InfluxDB / VictoriaMetrics sinks by write URL and the ARTIQ master sink"
-                    " (artiq://HOST:PORT; points are datasets set) (they do not change"
-                    " `status`)")
+                    " (artiq://HOST:PORT; points are datasets set) (they change `status`"
+                    " only while a spool cannot be written)")
     notifiers: list[NotifierHealth] = Field(
         description="Alarm notification receivers (they do not change `status`)")
     alarms: int = Field(description="Active alarms (see `/alarms`)")
@@ -105,13 +113,15 @@ def bridge_health(bridge: Bridge, audit: Optional[AuditLog] = None) -> Health:
     devices = [device_status(bridge, d) for d in bridge.devices.values()]
     files = {"alarms": bridge.alarms.log, "audit": None if audit is None else audit.file}
     logs = {name: log_health(log) for name, log in files.items() if log is not None}
-    status = next((d.status for d in [*logs.values(), *devices] if d.status != "ok"), "ok")
     consumers = {name: Consumer(**vars(s)) for name, s in bridge.bus.stats().items()}
     sinks = {}
     for sink in bridge.sinks:
         state = vars(sink.state())
         sinks[state.pop("url")] = SinkHealth(**{k: v for k, v in state.items()
                                                if k in SinkHealth.model_fields})
+    status = next((d.status for d in [*logs.values(), *devices] if d.status != "ok"), "ok")
+    if any(s.spool_error for s in sinks.values()):
+        status = "failed"
     notifiers = [] if bridge.notifier is None else [
         NotifierHealth(**vars(state)) for state in bridge.notifier.states()]
     return Health(status=status, devices=devices, consumers=consumers, sinks=sinks,
