@@ -257,7 +257,7 @@ def test_a_notification_url_apprise_cannot_use_is_refused(tmp_path):
 
 
 def test_unplugged_sensor_and_stopped_device_reach_page_api_metrics_webhook_and_mail(tmp_path):
-    """The issue's acceptance run: thermostat_sim --unplug 1 watched by
+    """The acceptance run: thermostat_sim --unplug 1 watched by
     thermostat_bridge --notify json://... --notify mailto://...; the fault
     switched off at run time; then the simulator stopped and started again."""
     sim_port = free_port()
