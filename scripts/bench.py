@@ -44,7 +44,6 @@ import asyncio
 import collections
 import gzip
 import json
-import math
 import os
 import re
 import shutil
@@ -61,15 +60,15 @@ import httpx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
-from gen_history import write_day  # noqa: E402
-from thermostat_ctrl import protocol  # noqa: E402
-from thermostat_ctrl.bridge import schema  # noqa: E402
-from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR  # noqa: E402
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name  # noqa: E402
-from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402
-from thermostat_ctrl.bridge.web import render  # noqa: E402
+
+from benchkit import memory_mb, percentile
+from gen_history import write_day
+from thermostat_ctrl import protocol
+from thermostat_ctrl.bridge import schema
+from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, log_files, parse_file_name
+from thermostat_ctrl.bridge.storage.store import Store
+from thermostat_ctrl.bridge.web import render
 
 HOUR_MS = 3_600_000
 #: The name of the bridge's one device, and its folder in the data directory.
@@ -103,11 +102,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank ``q`` quantile (0..1) of ``samples``."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
 
 def log(message: str) -> None:
     """Progress line on stderr (the results go to stdout)."""
@@ -115,11 +109,6 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------- history
-
-def log_files(data_dir: str) -> list[str]:
-    """Names of the CSV log files in ``data_dir``, oldest first."""
-    names = [n for n in os.listdir(data_dir) if parse_file_name(n)]
-    return sorted(names, key=parse_file_name)
 
 
 def prepare_history(data_dir: str, days: int) -> dict:
@@ -130,10 +119,10 @@ def prepare_history(data_dir: str, days: int) -> dict:
     hole between an earlier run and now (the "1 h raw" range must be full)."""
     os.makedirs(data_dir, exist_ok=True)
     today = now_ms() // DAY_MS
-    for name in log_files(data_dir):
+    for name in log_files(os.listdir(data_dir)):
         if parse_file_name(name)[0] == today:
             os.remove(os.path.join(data_dir, name))
-    present = {parse_file_name(n)[0] for n in log_files(data_dir)}
+    present = {parse_file_name(n)[0] for n in log_files(os.listdir(data_dir))}
     missing = [d for d in range(today - days, today) if d not in present]
     start = time.perf_counter()
     if missing:
@@ -142,7 +131,7 @@ def prepare_history(data_dir: str, days: int) -> dict:
             list(pool.map(write_day, [data_dir] * len(missing), missing))
     if today not in present:
         write_day(data_dir, today, until_ms=now_ms() - 1000)
-    names = log_files(data_dir)
+    names = log_files(os.listdir(data_dir))
     size = sum(os.path.getsize(os.path.join(data_dir, n)) for n in names)
     return {"days_generated": len(missing), "generate_s": round(time.perf_counter() - start, 1),
             "csv_files": len(names), "csv_gb": round(size / 1e9, 2)}
@@ -152,7 +141,7 @@ def stale_caches(data_dir: str) -> list[str]:
     """Closed CSV files (all but the newest) whose cache is missing or older
     than the CSV (the check the bridge itself makes)."""
     stale = []
-    for name in log_files(data_dir)[:-1]:
+    for name in log_files(os.listdir(data_dir))[:-1]:
         try:
             st = os.stat(os.path.join(data_dir, name))
             with open(os.path.join(data_dir, CACHE_DIR, name + ".json")) as f:
@@ -168,7 +157,7 @@ def row_timestamps(data_dir: str, from_ms: int, to_ms: int) -> list[int]:
     """``ts`` of the CSV rows with ``from_ms <= ts <= to_ms``, in file order."""
     days = range(from_ms // DAY_MS, to_ms // DAY_MS + 1)
     result = []
-    for name in log_files(data_dir):
+    for name in log_files(os.listdir(data_dir)):
         if parse_file_name(name)[0] not in days:
             continue
         with open(os.path.join(data_dir, name), "rb") as f:
@@ -283,17 +272,6 @@ def wait_for_caches(data_dir: str, bridge: Child, timeout: float = 3600) -> floa
     return time.monotonic() - start
 
 
-def memory_mb(pid: int) -> dict:
-    """``VmRSS`` (resident now: ``RssAnon`` heap + ``RssFile`` mapped files)
-    and ``VmHWM`` (peak resident) of ``pid`` in MB."""
-    result = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                result[key] = round(int(value.split()[0]) / 1024, 1)
-    return result
-
 
 def health(client: httpx.Client) -> dict:
     """The device's ``/health`` (served with 503 while not fresh, too)."""
@@ -339,7 +317,7 @@ def query_latencies(client: httpx.Client, repeat: int) -> list[dict]:
                 "range": name, "endpoint": path, "max_points": max_points, "rows": rows,
                 "cold_ms": round(cold * 1e3, 2),
                 "p50_ms": round(statistics.median(times) * 1e3, 2),
-                "p99_ms": round(percentile(times, 0.99) * 1e3, 2),
+                "p99_ms": round(percentile(times, 99) * 1e3, 2),
                 "target_p50_ms": target})
             log(f"{path} {name}: p50 {results[-1]['p50_ms']} ms")
     return results
@@ -497,7 +475,7 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
         "client_nice": nice, "requests": len(latencies),
         "errors": errors, "report_rps": round(len(latencies) / duration, 1),
         "report_p50_ms": round(statistics.median(latencies) * 1e3, 2) if latencies else None,
-        "report_p99_ms": round(percentile(latencies, 0.99) * 1e3, 2) if latencies else None,
+        "report_p99_ms": round(percentile(latencies, 99) * 1e3, 2) if latencies else None,
         "bridge_cpu_percent": round(100 * cpu / duration),
         "cadence": cadence(ts, PERIOD_S * 1000),
         "polls_skipped": after["polls_skipped"] - before["polls_skipped"],

@@ -55,11 +55,8 @@ from typing import Optional
 
 import httpx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-from gen_history import write_day  # noqa: E402
+from benchkit import memory_mb, percentile
+from gen_history import write_day
 from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, log_files  # noqa: E402
 
 SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:(\d+))")
@@ -69,10 +66,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
-
-def percentile(samples: list, q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class Bridge:
@@ -107,13 +100,7 @@ class Bridge:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def memory_mb(self) -> dict:
-        out = {}
-        with open("/proc/{}/status".format(self.proc.pid)) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon"):
-                    out[key] = round(int(value.split()[0]) / 1024, 1)
-        return out
+        return memory_mb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -35,11 +35,12 @@ from typing import Optional
 
 import httpx
 
+from benchkit import memory_mb
 from thermostat_ctrl.bridge.acquisition.simulation import Simulation
 from thermostat_ctrl.bridge.storage.csvformat import log_files
 from thermostat_ctrl.simulator import Simulator
 
-SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
+SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:\d+)")
 FAULTS = ("hang", "slow", "cut", "garbage", "refuse", "reset", "slots", "drop")
 SLOTS = 4
 
@@ -70,17 +71,6 @@ def now_ms() -> int:
     """Wall clock in epoch ms."""
     return int(time.time() * 1000)
 
-
-def rss_kb(pid: int) -> Optional[int]:
-    """VmRSS of ``pid`` in kB, None when it is gone."""
-    try:
-        with open("/proc/{}/status".format(pid)) as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        return None
-    return None
 
 
 async def hold_slots(sim: Simulator) -> list:
@@ -166,7 +156,7 @@ async def client_loop(url: str, run: Run, rng: random.Random, until: float) -> N
 async def rss_loop(pid: int, run: Run, began: float, until: float) -> None:
     """Sample the bridge's VmRSS every 5 s."""
     while time.monotonic() < until:
-        kb = rss_kb(pid)
+        kb = round(memory_mb(pid).get("VmRSS", 0) * 1024) or None
         if kb is not None:
             run.rss_kb.append((round(time.monotonic() - began, 1), kb))
         await asyncio.sleep(5)
