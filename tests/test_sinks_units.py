@@ -71,6 +71,16 @@ def records(n, start=0):
     return [(TS + i, "p{} 1 {}\n".format(i, TS + i).encode(), 1) for i in range(start, start + n)]
 
 
+def append_until_dropped(spool) -> int:
+    """Append records 100 at a time until the spool drops some; how many were appended."""
+    n = 0
+    while spool.stats().dropped_points == 0:
+        spool.append(records(100, start=n))
+        n += 100
+        assert n < 100_000
+    return n
+
+
 def drain(spool, max_points=1000):
     out = []
     while True:
@@ -126,11 +136,7 @@ def test_a_corrupt_record_stops_the_segment_there(tmp_path):
 def test_full_spool_drops_the_oldest_and_counts_them(tmp_path, caplog):
     limit = 8 * 64 * 1024
     spool = Spool(tmp_path, limit)
-    n = 0
-    while spool.stats().dropped_points == 0:
-        spool.append(records(100, start=n))
-        n += 100
-        assert n < 100_000
+    n = append_until_dropped(spool)
     stats = spool.stats()
     assert stats.size_bytes <= limit
     assert stats.backlog_points + stats.dropped_points == n
@@ -355,11 +361,7 @@ def test_a_full_disk_holds_the_points_and_writes_them_in_order_once_space_return
 def test_what_a_full_disk_makes_it_hold_beyond_a_segment_is_counted_dropped(small_disk):
     spool = Spool(small_disk / "spool", 8 * 64 * 1024)
     filler = fill(small_disk)
-    n = 0
-    while spool.stats().dropped_points == 0:
-        spool.append(records(100, start=n))
-        n += 100
-        assert n < 100_000
+    n = append_until_dropped(spool)
     stats = spool.stats()
     assert stats.held_points + stats.dropped_points == n
     os.unlink(filler)
