@@ -44,7 +44,6 @@ import asyncio
 import collections
 import gzip
 import json
-import math
 import os
 import re
 import shutil
@@ -59,17 +58,14 @@ from typing import Optional
 
 import httpx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
-from gen_history import write_day  # noqa: E402
-from thermostat_ctrl import protocol  # noqa: E402
-from thermostat_ctrl.bridge import schema  # noqa: E402
-from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR  # noqa: E402
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name  # noqa: E402
-from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402
-from thermostat_ctrl.bridge.web import render  # noqa: E402
+import benchkit
+from gen_history import write_day
+from thermostat_ctrl import protocol
+from thermostat_ctrl.bridge import schema
+from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name
+from thermostat_ctrl.bridge.storage.store import Store
+from thermostat_ctrl.bridge.web import render
 
 HOUR_MS = 3_600_000
 #: The name of the bridge's one device, and its folder in the data directory.
@@ -101,12 +97,6 @@ REPORT_LINE = (
 def now_ms() -> int:
     """Wall-clock epoch milliseconds."""
     return int(time.time() * 1000)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank ``q`` quantile (0..1) of ``samples``."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def log(message: str) -> None:
@@ -192,7 +182,7 @@ class Child:
         self.name = name
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
+                                     stdin=subprocess.DEVNULL, text=True, env=env)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._eof = False
@@ -339,7 +329,7 @@ def query_latencies(client: httpx.Client, repeat: int) -> list[dict]:
                 "range": name, "endpoint": path, "max_points": max_points, "rows": rows,
                 "cold_ms": round(cold * 1e3, 2),
                 "p50_ms": round(statistics.median(times) * 1e3, 2),
-                "p99_ms": round(percentile(times, 0.99) * 1e3, 2),
+                "p99_ms": round(benchkit.percentile(times, 99) * 1e3, 2),
                 "target_p50_ms": target})
             log(f"{path} {name}: p50 {results[-1]['p50_ms']} ms")
     return results
@@ -497,7 +487,7 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
         "client_nice": nice, "requests": len(latencies),
         "errors": errors, "report_rps": round(len(latencies) / duration, 1),
         "report_p50_ms": round(statistics.median(latencies) * 1e3, 2) if latencies else None,
-        "report_p99_ms": round(percentile(latencies, 0.99) * 1e3, 2) if latencies else None,
+        "report_p99_ms": round(benchkit.percentile(latencies, 99) * 1e3, 2) if latencies else None,
         "bridge_cpu_percent": round(100 * cpu / duration),
         "cadence": cadence(ts, PERIOD_S * 1000),
         "polls_skipped": after["polls_skipped"] - before["polls_skipped"],

@@ -55,12 +55,9 @@ from typing import Optional
 
 import httpx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-from gen_history import write_day  # noqa: E402
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, log_files  # noqa: E402
+import benchkit
+from gen_history import write_day
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, log_files
 
 SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:(\d+))")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -68,11 +65,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def percentile(samples: list, q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 class Bridge:
@@ -172,8 +164,8 @@ async def _time_requests(port: int, path: str, n: int, gzip: bool) -> dict:
         if status != 200:
             raise RuntimeError("{} answered {}".format(path, status))
     client.close()
-    return {"p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3),
-            "bytes": size}
+    return {"p50_ms": round(benchkit.percentile(times, 50), 3),
+            "p99_ms": round(benchkit.percentile(times, 99), 3), "bytes": size}
 
 
 def serve(args: argparse.Namespace) -> dict:
@@ -233,8 +225,10 @@ def _schedule(ts: list, period_ms: float) -> dict:
     phase = min(offsets)
     late = [o - phase for o in offsets]
     missed = sum(b - a - 1 for a, b in zip(slots, slots[1:]) if b - a > 1)
-    return {"rows": len(ts), "missed": missed, "late_p50_ms": round(percentile(late, 50), 1),
-            "late_p99_ms": round(percentile(late, 99), 1), "late_max_ms": round(max(late), 1)}
+    return {"rows": len(ts), "missed": missed,
+            "late_p50_ms": round(benchkit.percentile(late, 50), 1),
+            "late_p99_ms": round(benchkit.percentile(late, 99), 1),
+            "late_max_ms": round(max(late), 1)}
 
 
 def _rows(data: str, name: str, start_ms: int, end_ms: int) -> list:
