@@ -273,18 +273,6 @@ def wait_for_caches(data_dir: str, bridge: Child, timeout: float = 3600) -> floa
     return time.monotonic() - start
 
 
-def memory_mb(pid: int) -> dict:
-    """``VmRSS`` (resident now: ``RssAnon`` heap + ``RssFile`` mapped files)
-    and ``VmHWM`` (peak resident) of ``pid`` in MB."""
-    result = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                result[key] = round(int(value.split()[0]) / 1024, 1)
-    return result
-
-
 def health(client: httpx.Client) -> dict:
     """The device's ``/health`` (served with 503 while not fresh, too)."""
     return client.get("/health", params={"device": DEVICE}).json()
@@ -582,16 +570,16 @@ def run(args: argparse.Namespace, data_dir: str, children: list) -> dict:
     results["bridge_ready_s"] = round(time.monotonic() - started, 2)
     log(f"bridge serving on {url} (pid {bridge.pid})")
     results["caches_ready_s"] = round(wait_for_caches(device_dir, bridge), 1)
-    memory = {"caches built": memory_mb(bridge.pid)}
+    memory = {"caches built": benchkit.memory_mb(bridge.pid)}
     with httpx.Client(base_url=url, timeout=60) as client:
         results["queries"] = query_latencies(client, args.repeat)
-        memory["after queries"] = memory_mb(bridge.pid)
+        memory["after queries"] = benchkit.memory_mb(bridge.pid)
         results["default_csv"] = default_csv(client)
-        memory["after a 24 h raw /data.csv"] = memory_mb(bridge.pid)
+        memory["after a 24 h raw /data.csv"] = benchkit.memory_mb(bridge.pid)
         log(f"{CLIENTS} /report clients for {args.duration:g} s")
         results["load"] = load_run(client, url, device_dir, args.duration, bridge.pid,
                                    args.client_interval, args.load_nice)
-        memory["after load"] = memory_mb(bridge.pid)
+        memory["after load"] = benchkit.memory_mb(bridge.pid)
         results["health"] = health(client)
     results["cadence_whole_run"] = cadence(
         row_timestamps(device_dir, bridge_start_ms, now_ms()), PERIOD_S * 1000)

@@ -99,13 +99,7 @@ class Bridge:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def memory_mb(self) -> dict:
-        out = {}
-        with open("/proc/{}/status".format(self.proc.pid)) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon"):
-                    out[key] = round(int(value.split()[0]) / 1024, 1)
-        return out
+        return benchkit.memory_mb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

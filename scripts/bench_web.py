@@ -25,9 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
+
+import benchkit
 
 DEVICE = "sim0"
 
@@ -50,13 +51,6 @@ def start_bridge(data_dir: str, period: float) -> tuple:
         time.sleep(0.2)
     process.kill()
     raise SystemExit("the bridge did not start")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path("/proc/{}/status".format(pid)).read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def page_times(url: str, runs: int) -> list:
@@ -133,9 +127,9 @@ def main() -> None:
             memory = []
             end = time.monotonic() + args.duration
             while time.monotonic() < end:
-                memory.append(rss_mb(process.pid))
+                memory.append(benchkit.memory_mb(process.pid).get("VmRSS", float("nan")))
                 time.sleep(min(10.0, max(0.0, end - time.monotonic())))
-            memory.append(rss_mb(process.pid))
+            memory.append(benchkit.memory_mb(process.pid).get("VmRSS", float("nan")))
             stop.set()
             health = httpx.get(url + "/health").json()
             device = health["devices"][0]

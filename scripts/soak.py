@@ -12,7 +12,7 @@ and POSTs /save_once now and then.
 
 At the end it reports rows expected and written, gaps (and whether each is
 explained by a fault), recovery times after each fault, acknowledged rows
-missing, and the bridge's resident memory (VmRSS) over time:
+missing, and the bridge's resident memory (VmRSS, MB) over time:
 
     python scripts/soak.py --minutes 5 --poll-period 0.1 --speed 50
 """
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Optional
 
 import httpx
+
+import benchkit
 
 from thermostat_ctrl.bridge.acquisition.simulation import Simulation
 from thermostat_ctrl.bridge.storage.csvformat import log_files
@@ -60,7 +62,7 @@ class Run:
 
     outages: list = field(default_factory=list)
     acked: list = field(default_factory=list)
-    rss_kb: list = field(default_factory=list)       # (seconds since start, kB)
+    rss_mb: list = field(default_factory=list)       # (seconds since start, MB)
     read_errors: int = 0
     reads: int = 0
     health: dict = field(default_factory=dict)
@@ -69,18 +71,6 @@ class Run:
 def now_ms() -> int:
     """Wall clock in epoch ms."""
     return int(time.time() * 1000)
-
-
-def rss_kb(pid: int) -> Optional[int]:
-    """VmRSS of ``pid`` in kB, None when it is gone."""
-    try:
-        with open("/proc/{}/status".format(pid)) as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        return None
-    return None
 
 
 async def hold_slots(sim: Simulator) -> list:
@@ -166,9 +156,9 @@ async def client_loop(url: str, run: Run, rng: random.Random, until: float) -> N
 async def rss_loop(pid: int, run: Run, began: float, until: float) -> None:
     """Sample the bridge's VmRSS every 5 s."""
     while time.monotonic() < until:
-        kb = rss_kb(pid)
-        if kb is not None:
-            run.rss_kb.append((round(time.monotonic() - began, 1), kb))
+        mb = benchkit.memory_mb(pid).get("VmRSS")
+        if mb is not None:
+            run.rss_mb.append((round(time.monotonic() - began, 1), mb))
         await asyncio.sleep(5)
 
 
@@ -242,8 +232,8 @@ def analyse(run: Run, data_dir: Path, began_ms: int, end_ms: int, period: float,
     unexplained = [(a, b) for a, b in gaps
                    if not any(o.start_ms - period_ms <= b and a <= o.clear_ms + period_ms
                               for o in run.outages)]
-    rss = [kb for _, kb in run.rss_kb]
-    settled = [kb for t, kb in run.rss_kb if t >= 60] or rss
+    rss = [mb for _, mb in run.rss_mb]
+    settled = [mb for t, mb in run.rss_mb if t >= 60] or rss
     on_disk = set(ts)
     return {
         "minutes": round((end_ms - began_ms) / 60000, 2),
@@ -266,15 +256,15 @@ def analyse(run: Run, data_dir: Path, began_ms: int, end_ms: int, period: float,
         "recoveries_over_2_periods": sum(r > 2 * period_ms for r in recoveries),
         "slowest_recoveries": sorted(((o.recovery_ms, o.name) for o in run.outages
                                       if o.recovery_ms is not None), reverse=True)[:5],
-        "rss_kb_first": rss[0] if rss else None,
-        "rss_kb_after_1min": settled[0] if settled else None,
-        "rss_kb_last": rss[-1] if rss else None,
-        "rss_kb_max": max(rss, default=None),
-        "rss_growth_kb_after_1min": settled[-1] - settled[0] if settled else None,
+        "rss_mb_first": rss[0] if rss else None,
+        "rss_mb_after_1min": settled[0] if settled else None,
+        "rss_mb_last": rss[-1] if rss else None,
+        "rss_mb_max": max(rss, default=None),
+        "rss_growth_mb_after_1min": round(settled[-1] - settled[0], 3) if settled else None,
         "rss_growth_bytes_per_row_after_1min": (
-            round((settled[-1] - settled[0]) * 1024 / max(1, len(
+            round((settled[-1] - settled[0]) * 2**20 / max(1, len(
                 [t for t in in_run if t >= began_ms + 60_000]))) if settled else None),
-        "rss_kb_every_30s": [kb for t, kb in run.rss_kb if int(t) % 30 < 5],
+        "rss_mb_every_30s": [mb for t, mb in run.rss_mb if int(t) % 30 < 5],
         "http_reads": run.reads,
         "http_read_errors": run.read_errors,
         "bridge_health": {k: run.health.get(k) for k in (
