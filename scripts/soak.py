@@ -23,9 +23,7 @@ import csv
 import json
 import os
 import random
-import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -36,12 +34,10 @@ from typing import Optional
 import httpx
 
 import benchkit
-
 from thermostat_ctrl.bridge.acquisition.simulation import Simulation
 from thermostat_ctrl.bridge.storage.csvformat import log_files
 from thermostat_ctrl.simulator import Simulator
 
-SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 FAULTS = ("hang", "slow", "cut", "garbage", "refuse", "reset", "slots", "drop")
 SLOTS = 4
 
@@ -66,11 +62,6 @@ class Run:
     read_errors: int = 0
     reads: int = 0
     health: dict = field(default_factory=dict)
-
-
-def now_ms() -> int:
-    """Wall clock in epoch ms."""
-    return int(time.time() * 1000)
 
 
 async def hold_slots(sim: Simulator) -> list:
@@ -125,9 +116,9 @@ async def fault_loop(sim: Simulator, run: Run, rng: random.Random, until: float,
         if time.monotonic() > until - 10:
             return
         name = rng.choice(FAULTS)
-        outage = Outage(name, now_ms())
+        outage = Outage(name, benchkit.now_ms())
         await inject(sim, name, 0.0 if name in ("reset", "drop") else rng.uniform(0.3, 3.0))
-        outage.clear_ms = now_ms()
+        outage.clear_ms = benchkit.now_ms()
         run.outages.append(outage)
 
 
@@ -138,7 +129,7 @@ async def client_loop(url: str, run: Run, rng: random.Random, until: float) -> N
             path, params = rng.choice([
                 ("/series", {}), ("/data.csv", {"max_points": 500}), ("/metrics", {}),
                 ("/health", {}), ("/report", {}),
-                ("/series", {"from": now_ms() - 3_600_000, "max_points": 1000})])
+                ("/series", {"from": benchkit.now_ms() - 3_600_000, "max_points": 1000})])
             try:
                 r = await client.get(path, params=params)
                 run.reads += 1
@@ -170,43 +161,29 @@ async def soak(args: argparse.Namespace) -> dict:
     simulation.sim.reboot_s = 1.0 * args.speed  # one real second off the network
     host, port = await simulation.start()
     sim = simulation.sim
-    log_path = data_dir / "bridge.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        http_port = s.getsockname()[1]
-    log = open(log_path, "wb")
-    bridge = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "thermostat_ctrl.bridge.cli", "-d", "{}:{}".format(host, port),
-        "--port", str(http_port), "--data-dir", str(data_dir), "--poll-period",
-        str(args.poll_period), "--memory-s", str(args.memory_s),
-        stdout=log, stderr=log)
-    url = "http://127.0.0.1:{}".format(http_port)
+    # The simulator answers on this loop: the blocking start and stop go to threads.
+    try:
+        bridge = await asyncio.to_thread(benchkit.Bridge, [
+            "-d", "{}:{}".format(host, port), "--data-dir", str(data_dir), "--poll-period",
+            str(args.poll_period), "--memory-s", str(args.memory_s)], 30)
+    except BaseException:
+        await simulation.stop()
+        raise
+    url = bridge.url
     run = Run()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("the bridge did not start; see " + str(log_path))
         began = time.monotonic()
-        began_ms = now_ms()
+        began_ms = benchkit.now_ms()
         until = began + args.minutes * 60
         await asyncio.gather(fault_loop(sim, run, rng, until, args.fault_every),
                              client_loop(url, run, rng, until),
                              rss_loop(bridge.pid, run, began, until))
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
             run.health = (await client.get("/health", params={"device": "thermostat0"})).json()
-        end_ms = now_ms()
+        end_ms = benchkit.now_ms()
     finally:
-        if bridge.returncode is None:
-            bridge.send_signal(signal.SIGINT)
-        status = await bridge.wait()
-        log.close()
+        status = await asyncio.to_thread(bridge.stop, signal.SIGINT)  # SIGINT: exit status 0
+        (data_dir / "bridge.log").write_text("\n".join(bridge.lines) + "\n")
         await simulation.stop()
     return analyse(run, data_dir, began_ms, end_ms, args.poll_period, status)
 
