@@ -7,7 +7,7 @@ memory, percentiles.
 * :class:`Simulator`: ``thermostat_sim`` on a free loopback port (and its
   fault control port when asked for);
 * :func:`memory_mb`, :func:`cpu_s`: from ``/proc/PID``;
-* :func:`percentile`, :func:`now_ms`, :func:`free_port`.
+* :func:`percentile`, :func:`now_ms`, :func:`free_port`, :func:`wait_until`.
 
 The scripts run as ``python scripts/NAME.py``, so ``import benchkit`` finds
 this file; the package itself is installed.
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:(\d+))")
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 CONTROL = re.compile(r"control on 127\.0\.0\.1:(\d+)")
 MEMORY_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+T = TypeVar("T")
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -46,6 +47,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str = "a condition",
+               interval: float = 0.01) -> T:
+    """``condition()``'s first truthy value, calling it every ``interval``
+    s; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("{} s without {}".format(timeout, what))
+        time.sleep(interval)
+    return value
 
 
 def memory_mb(pid: int) -> dict:
