@@ -20,19 +20,17 @@ import argparse
 import asyncio
 import os
 import resource
-import sys
 import time
 import tracemalloc
 
 import httpx
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import gen_history  # noqa: E402
-from thermostat_ctrl.bridge import config as bridge_config  # noqa: E402
-from thermostat_ctrl.bridge.config import SIMULATED_NAME  # noqa: E402
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS  # noqa: E402
-from thermostat_ctrl.bridge.storage.history import DiskHistory  # noqa: E402
-from thermostat_ctrl.bridge.web.app import create_app  # noqa: E402
+import gen_history
+from thermostat_ctrl.bridge import config as bridge_config
+from thermostat_ctrl.bridge.config import SIMULATED_NAME
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS
+from thermostat_ctrl.bridge.storage.history import DiskHistory
+from thermostat_ctrl.bridge.web.app import create_app
 
 DEVICE = SIMULATED_NAME.format(0)  # the simulated device the bridge polls
 

@@ -19,9 +19,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, log_files, parse_file_name  # noqa: E402
-from thermostat_ctrl.bridge.storage.store import Store  # noqa: E402
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, log_files, parse_file_name
+from thermostat_ctrl.bridge.storage.store import Store
 
 
 def main() -> None:

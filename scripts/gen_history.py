@@ -12,15 +12,13 @@ or two:
 
 import argparse
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from thermostat_ctrl.bridge.schema import columns_for  # noqa: E402
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, header_line  # noqa: E402
+from thermostat_ctrl.bridge.schema import columns_for
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, header_line
 
 #: (field, decimals, integer digits) in report order.
 FIELDS = [
