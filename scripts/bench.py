@@ -61,7 +61,7 @@ from gen_history import write_day
 from thermostat_ctrl import protocol
 from thermostat_ctrl.bridge import schema
 from thermostat_ctrl.bridge.storage.cachefile import CACHE_DIR
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, parse_file_name
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, log_files, parse_file_name
 from thermostat_ctrl.bridge.storage.store import Store
 from thermostat_ctrl.bridge.web import render
 
@@ -99,12 +99,6 @@ def log(message: str) -> None:
 
 # --------------------------------------------------------------- history
 
-def log_files(data_dir: str) -> list[str]:
-    """Names of the CSV log files in ``data_dir``, oldest first."""
-    names = [n for n in os.listdir(data_dir) if parse_file_name(n)]
-    return sorted(names, key=parse_file_name)
-
-
 def prepare_history(data_dir: str, days: int) -> dict:
     """Make sure ``data_dir`` holds ``days`` full days ending yesterday (UTC)
     and a file for today up to a second ago; generate only what is missing.
@@ -113,10 +107,10 @@ def prepare_history(data_dir: str, days: int) -> dict:
     hole between an earlier run and now (the "1 h raw" range must be full)."""
     os.makedirs(data_dir, exist_ok=True)
     today = benchkit.now_ms() // DAY_MS
-    for name in log_files(data_dir):
+    for name in log_files(os.listdir(data_dir)):
         if parse_file_name(name)[0] == today:
             os.remove(os.path.join(data_dir, name))
-    present = {parse_file_name(n)[0] for n in log_files(data_dir)}
+    present = {parse_file_name(n)[0] for n in log_files(os.listdir(data_dir))}
     missing = [d for d in range(today - days, today) if d not in present]
     start = time.perf_counter()
     if missing:
@@ -125,7 +119,7 @@ def prepare_history(data_dir: str, days: int) -> dict:
             list(pool.map(write_day, [data_dir] * len(missing), missing))
     if today not in present:
         write_day(data_dir, today, until_ms=benchkit.now_ms() - 1000)
-    names = log_files(data_dir)
+    names = log_files(os.listdir(data_dir))
     size = sum(os.path.getsize(os.path.join(data_dir, n)) for n in names)
     return {"days_generated": len(missing), "generate_s": round(time.perf_counter() - start, 1),
             "csv_files": len(names), "csv_gb": round(size / 1e9, 2)}
@@ -135,7 +129,7 @@ def stale_caches(data_dir: str) -> list[str]:
     """Closed CSV files (all but the newest) whose cache is missing or older
     than the CSV (the check the bridge itself makes)."""
     stale = []
-    for name in log_files(data_dir)[:-1]:
+    for name in log_files(os.listdir(data_dir))[:-1]:
         try:
             st = os.stat(os.path.join(data_dir, name))
             with open(os.path.join(data_dir, CACHE_DIR, name + ".json")) as f:
@@ -151,7 +145,7 @@ def row_timestamps(data_dir: str, from_ms: int, to_ms: int) -> list[int]:
     """``ts`` of the CSV rows with ``from_ms <= ts <= to_ms``, in file order."""
     days = range(from_ms // DAY_MS, to_ms // DAY_MS + 1)
     result = []
-    for name in log_files(data_dir):
+    for name in log_files(os.listdir(data_dir)):
         if parse_file_name(name)[0] not in days:
             continue
         with open(os.path.join(data_dir, name), "rb") as f:
