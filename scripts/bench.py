@@ -11,8 +11,8 @@ part of the tests).
 2. Starts ``thermostat_sim --port 0`` and ``thermostat_bridge -d
    127.0.0.1:PORT --port 0 --poll-period 1`` on that directory (or the
    bridge alone with ``--simulation``), loopback only; waits for the
-   ``serving on http://...`` log line, then until the bridge's background
-   builder has written every closed day's cache, by watching
+   ``serving 1 device(s) on http://...`` log line, then until the bridge's
+   background builder has written every closed day's cache, by watching
    ``DIR/.cache/*.json`` (each written last, naming the CSV size and mtime it
    was built from).
 3. Measures over HTTP (one keep-alive client, gzip accepted like Grafana,
@@ -48,20 +48,15 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import httpx
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-
-from benchkit import memory_mb, percentile
+import benchkit
 from gen_history import write_day
 from thermostat_ctrl import protocol
 from thermostat_ctrl.bridge import schema
@@ -97,19 +92,12 @@ REPORT_LINE = (
     b'"tec_u_meas":2.5376091893360483e-3,"pid_output":0e0}]\n')
 
 
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return int(time.time() * 1000)
-
-
-
 def log(message: str) -> None:
     """Progress line on stderr (the results go to stdout)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------- history
-
 
 def prepare_history(data_dir: str, days: int) -> dict:
     """Make sure ``data_dir`` holds ``days`` full days ending yesterday (UTC)
@@ -118,7 +106,7 @@ def prepare_history(data_dir: str, days: int) -> dict:
     Today's file is always written afresh, so that a reused directory has no
     hole between an earlier run and now (the "1 h raw" range must be full)."""
     os.makedirs(data_dir, exist_ok=True)
-    today = now_ms() // DAY_MS
+    today = benchkit.now_ms() // DAY_MS
     for name in log_files(os.listdir(data_dir)):
         if parse_file_name(name)[0] == today:
             os.remove(os.path.join(data_dir, name))
@@ -130,7 +118,7 @@ def prepare_history(data_dir: str, days: int) -> dict:
         with ProcessPoolExecutor() as pool:
             list(pool.map(write_day, [data_dir] * len(missing), missing))
     if today not in present:
-        write_day(data_dir, today, until_ms=now_ms() - 1000)
+        write_day(data_dir, today, until_ms=benchkit.now_ms() - 1000)
     names = log_files(os.listdir(data_dir))
     size = sum(os.path.getsize(os.path.join(data_dir, n)) for n in names)
     return {"days_generated": len(missing), "generate_s": round(time.perf_counter() - start, 1),
@@ -174,90 +162,7 @@ def row_timestamps(data_dir: str, from_ms: int, to_ms: int) -> list[int]:
 
 # ----------------------------------------------------------- subprocesses
 
-class Child:
-    """A subprocess of ours whose output lines a thread collects."""
-
-    def __init__(self, name: str, argv: list[str]):
-        self.name = name
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        threading.Thread(target=self._drain, name=f"{name} output", daemon=True).start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        """The first output line matching ``pattern``, as it arrives."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    if match := regex.search(line):
-                        return match
-                seen = len(self.lines)
-                if self._eof:
-                    raise RuntimeError(f"{self.name} exited ({self.proc.wait()}):\n"
-                                       + "\n".join(self.lines[-20:]))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout} s")
-                self._changed.wait(remaining)
-
-    def check_alive(self) -> None:
-        """Raise if the process has ended."""
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n"
-                               + "\n".join(self.lines[-20:]))
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_simulator(children: list) -> int:
-    """Start ``thermostat_sim`` on a free loopback port; return the port."""
-    sim = Child("thermostat_sim", [sys.executable, "-m", "thermostat_ctrl.simulator.cli",
-                                   "--bind", "127.0.0.1", "--port", "0", "-q"])
-    children.append(sim)
-    return int(sim.wait_for(r"listening on 127\.0\.0\.1:(\d+)", 30).group(1))
-
-
-def start_bridge(children: list, data_dir: str, sim_port: Optional[int]) -> tuple[Child, str]:
-    """Start the bridge CLI on ``data_dir``; return it and its base URL once
-    it logs that it is serving."""
-    device = ["--simulation"] if sim_port is None else ["-d", f"{DEVICE}=127.0.0.1:{sim_port}"]
-    bridge = Child("thermostat_bridge", [
-        sys.executable, "-m", "thermostat_ctrl.bridge.cli", *device, "--bind", "127.0.0.1",
-        "--port", "0", "--data-dir", data_dir, "--poll-period", str(PERIOD_S)])
-    children.append(bridge)
-    url = bridge.wait_for(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:\d+)", 120).group(1)
-    return bridge, url
-
-
-def wait_for_caches(data_dir: str, bridge: Child, timeout: float = 3600) -> float:
+def wait_for_caches(data_dir: str, bridge: benchkit.Bridge, timeout: float = 3600) -> float:
     """Seconds until every closed day's cache is fresh (polled every 0.5 s)."""
     start = time.monotonic()
     last_report = 0.0
@@ -270,7 +175,6 @@ def wait_for_caches(data_dir: str, bridge: Child, timeout: float = 3600) -> floa
             last_report = time.monotonic()
         time.sleep(0.5)
     return time.monotonic() - start
-
 
 
 def health(client: httpx.Client) -> dict:
@@ -292,7 +196,7 @@ def time_query(client: httpx.Client, path: str, span: int, max_points: Optional[
     """One request for the ``span`` ms ending now: (seconds until the last
     byte is in, rows).  The clock stops before the client gunzips the body:
     that is client work (and slow in httpx), not bridge latency."""
-    to = now_ms()
+    to = benchkit.now_ms()
     params = {"from": to - span, "to": to}
     if max_points:
         params["max_points"] = max_points
@@ -317,7 +221,7 @@ def query_latencies(client: httpx.Client, repeat: int) -> list[dict]:
                 "range": name, "endpoint": path, "max_points": max_points, "rows": rows,
                 "cold_ms": round(cold * 1e3, 2),
                 "p50_ms": round(statistics.median(times) * 1e3, 2),
-                "p99_ms": round(percentile(times, 99) * 1e3, 2),
+                "p99_ms": round(benchkit.percentile(times, 99) * 1e3, 2),
                 "target_p50_ms": target})
             log(f"{path} {name}: p50 {results[-1]['p50_ms']} ms")
     return results
@@ -345,7 +249,7 @@ def poll_cycle_cost(iterations: int) -> dict:
              for i in range(iterations)]
     fields = schema.report_fields(protocol.parse_reply(REPORT_LINE))
     columns = schema.columns_for(fields)
-    base = (now_ms() // DAY_MS - 3) * DAY_MS  # one whole UTC day of room
+    base = (benchkit.now_ms() // DAY_MS - 3) * DAY_MS  # one whole UTC day of room
     cost = {}
     with tempfile.TemporaryDirectory(prefix="thermostat-bench-append-") as tmp:
         store = Store(tmp, columns, 600)
@@ -425,13 +329,6 @@ async def _report_load(url: str, clients: int, duration: float, interval: float
     return latencies, dict(errors)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cadence(timestamps: list[int], period_ms: float) -> dict:
     """Schedule error of consecutive samples: sample ``i`` belongs to poll
     ``n_i = round((ts_i - ts_0) / period)``; its lateness is its offset from
@@ -459,14 +356,14 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
     bridge polls; the cadence of the rows written meanwhile.  The clients run
     in a child process at niceness ``nice`` (0: the bridge's priority)."""
     before = health(client)
-    cpu = cpu_seconds(pid)
+    cpu = benchkit.cpu_s(pid)
     clock_skew = time.time() - time.monotonic()
-    start = now_ms()
+    start = benchkit.now_ms()
     with ProcessPoolExecutor(1, initializer=os.nice, initargs=(nice,)) as pool:
         latencies, errors = pool.submit(_run_report_load, url, CLIENTS, duration,
                                         interval).result()
-    end = now_ms()
-    cpu = cpu_seconds(pid) - cpu
+    end = benchkit.now_ms()
+    cpu = benchkit.cpu_s(pid) - cpu
     clock_skew = (time.time() - time.monotonic()) - clock_skew
     after = health(client)
     ts = row_timestamps(data_dir, start + 1, end)
@@ -475,7 +372,7 @@ def load_run(client: httpx.Client, url: str, data_dir: str, duration: float, pid
         "client_nice": nice, "requests": len(latencies),
         "errors": errors, "report_rps": round(len(latencies) / duration, 1),
         "report_p50_ms": round(statistics.median(latencies) * 1e3, 2) if latencies else None,
-        "report_p99_ms": round(percentile(latencies, 99) * 1e3, 2) if latencies else None,
+        "report_p99_ms": round(benchkit.percentile(latencies, 99) * 1e3, 2) if latencies else None,
         "bridge_cpu_percent": round(100 * cpu / duration),
         "cadence": cadence(ts, PERIOD_S * 1000),
         "polls_skipped": after["polls_skipped"] - before["polls_skipped"],
@@ -563,26 +460,31 @@ def run(args: argparse.Namespace, data_dir: str, children: list) -> dict:
     results: dict = {"days": args.days, "repeat": args.repeat, "cpus": os.cpu_count(),
                      "loadavg_at_start": os.getloadavg(),
                      "history": prepare_history(device_dir, args.days)}
-    sim_port = None if args.simulation else start_simulator(children)
+    device = ["--simulation"]
+    if not args.simulation:
+        children.append(benchkit.Simulator(["-q"]))
+        device = children[-1].device(DEVICE)
     started = time.monotonic()
-    bridge_start_ms = now_ms()
-    bridge, url = start_bridge(children, data_dir, sim_port)
+    bridge_start_ms = benchkit.now_ms()
+    bridge = benchkit.Bridge([*device, "--data-dir", data_dir, "--poll-period", str(PERIOD_S)])
+    children.append(bridge)
+    url = bridge.url
     results["bridge_ready_s"] = round(time.monotonic() - started, 2)
     log(f"bridge serving on {url} (pid {bridge.pid})")
     results["caches_ready_s"] = round(wait_for_caches(device_dir, bridge), 1)
-    memory = {"caches built": memory_mb(bridge.pid)}
+    memory = {"caches built": benchkit.memory_mb(bridge.pid)}
     with httpx.Client(base_url=url, timeout=60) as client:
         results["queries"] = query_latencies(client, args.repeat)
-        memory["after queries"] = memory_mb(bridge.pid)
+        memory["after queries"] = benchkit.memory_mb(bridge.pid)
         results["default_csv"] = default_csv(client)
-        memory["after a 24 h raw /data.csv"] = memory_mb(bridge.pid)
+        memory["after a 24 h raw /data.csv"] = benchkit.memory_mb(bridge.pid)
         log(f"{CLIENTS} /report clients for {args.duration:g} s")
         results["load"] = load_run(client, url, device_dir, args.duration, bridge.pid,
                                    args.client_interval, args.load_nice)
-        memory["after load"] = memory_mb(bridge.pid)
+        memory["after load"] = benchkit.memory_mb(bridge.pid)
         results["health"] = health(client)
     results["cadence_whole_run"] = cadence(
-        row_timestamps(device_dir, bridge_start_ms, now_ms()), PERIOD_S * 1000)
+        row_timestamps(device_dir, bridge_start_ms, benchkit.now_ms()), PERIOD_S * 1000)
     results["peak_rss_mb"] = max(m["VmHWM"] for m in memory.values())
     results["memory_mb"] = {k: {key: m[key] for key in ("VmRSS", "RssAnon", "RssFile")}
                             for k, m in memory.items()}
@@ -615,7 +517,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = os.path.abspath(args.data_dir or tempfile.mkdtemp(prefix="thermostat-bench-"))
-    children: list[Child] = []
+    children: list[benchkit.Child] = []
     try:
         results = run(args, data_dir, children)
     finally:

@@ -12,22 +12,20 @@
 """
 
 import argparse
-import subprocess
-import sys
+import socket
 import tempfile
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from aiosmtpd.controller import Controller
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from thermostat_ctrl.bridge.acquisition.bus import SampleBus  # noqa: E402
-from thermostat_ctrl.bridge.acquisition.sample import Sample  # noqa: E402
-from thermostat_ctrl.bridge.alarms.book import AlarmBook  # noqa: E402
-from thermostat_ctrl.bridge.alarms.monitor import AlarmMonitor  # noqa: E402
-from thermostat_ctrl.bridge.config import DeviceConfig  # noqa: E402
+import benchkit
+from thermostat_ctrl.bridge.acquisition.bus import SampleBus
+from thermostat_ctrl.bridge.acquisition.sample import Sample
+from thermostat_ctrl.bridge.alarms.book import AlarmBook
+from thermostat_ctrl.bridge.alarms.monitor import AlarmMonitor
+from thermostat_ctrl.bridge.config import DeviceConfig
 
 
 def rule_cost(devices: int = 8, rate_hz: float = 10.0, seconds: float = 600.0) -> dict:
@@ -66,44 +64,52 @@ def rule_cost(devices: int = 8, rate_hz: float = 10.0, seconds: float = 600.0) -
 RUNS = [("unplugged", 0), ("unplugged", 1), ("shorted", 0), ("shorted", 1)]
 
 
+class Inbox:
+    """An SMTP server (aiosmtpd) on a free loopback port counting the messages."""
+
+    def __init__(self):
+        self.received = 0
+        self.controller = Controller(self, hostname="127.0.0.1", port=benchkit.free_port())
+        self.url = ("mailto://127.0.0.1:{}?from=bench@lab.example&to=ops@lab.example&secure=no"
+                    .format(self.controller.port))
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's)
+        self.received += 1
+        return "250 OK"
+
+
 def mail_latency() -> list:
     """Seconds from switching a fault on in the simulator to the mail at the SMTP server."""
-    from harness import BRIDGE, SERVING, Process, free_port, wait_until
-    from receivers import MailReceiver
-
     latencies = []
-    with MailReceiver() as mail, tempfile.TemporaryDirectory() as data:
-        sim_port = free_port()
-        sim = subprocess.Popen([sys.executable, "-m", "thermostat_ctrl.simulator.cli", "--port",
-                                str(sim_port), "--control-port", "0"], stdout=subprocess.PIPE,
-                               text=True)
-        control = int(sim.stdout.readline().rsplit(":", 1)[1])
-        sim.stdout.readline()
-        bridge = Process(BRIDGE + ["-d", "cavity=127.0.0.1:{}".format(sim_port), "--port", "0",
-                                   "--data-dir", data, "--poll-period", "0.1",
-                                   "--notify", mail.url])
+    inbox = Inbox()
+    with tempfile.TemporaryDirectory() as data:
+        inbox.controller.start()
+        sim = bridge = None
         try:
-            bridge.wait_for_line(SERVING)
-            import socket
-            with socket.create_connection(("127.0.0.1", control)) as sock:
+            sim = benchkit.Simulator(["--control-port", "0"])
+            bridge = benchkit.Bridge([*sim.device("cavity"), "--data-dir", data,
+                                      "--poll-period", "0.1", "--notify", inbox.url])
+            with socket.create_connection(("127.0.0.1", sim.control_port)) as sock:
                 stream = sock.makefile("rwb")
+
+                def switch(fault: str, ch: int, state: str) -> None:
+                    stream.write("{} {} {}\n".format(fault, ch, state).encode())
+                    stream.flush()
+                    stream.readline()
+
                 for fault, ch in RUNS:
-                    before = len(mail.messages)
-                    stream.write("{} {} on\n".format(fault, ch).encode())
-                    stream.flush()
+                    before = inbox.received
                     began = time.monotonic()
-                    stream.readline()
-                    wait_until(lambda: len(mail.messages) > before, timeout=30, what="mail")
+                    switch(fault, ch, "on")
+                    benchkit.wait_until(lambda: inbox.received > before, 30, "the mail")
                     latencies.append(time.monotonic() - began)
-                    stream.write("{} {} off\n".format(fault, ch).encode())
-                    stream.flush()
-                    stream.readline()
-                    wait_until(lambda: len(mail.messages) > before + 1, timeout=30,
-                               what="the clear")
+                    switch(fault, ch, "off")
+                    benchkit.wait_until(lambda: inbox.received > before + 1, 30, "the clear")
         finally:
-            bridge.stop()
-            sim.send_signal(2)
-            sim.wait()
+            for child in (bridge, sim):
+                if child is not None:
+                    child.stop()
+            inbox.controller.stop()
     return latencies
 
 

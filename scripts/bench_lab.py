@@ -45,7 +45,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,61 +54,12 @@ from typing import Optional
 
 import httpx
 
-from benchkit import memory_mb, percentile
+import benchkit
 from gen_history import write_day
-from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, log_files  # noqa: E402
-
-SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:(\d+))")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
+from thermostat_ctrl.bridge.storage.csvformat import DAY_MS, file_name, log_files
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-
-class Bridge:
-    """A ``thermostat_bridge`` child process; its URL once it serves."""
-
-    def __init__(self, args: list):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "thermostat_ctrl.bridge.cli", "--port", "0", "--bind",
-             "127.0.0.1", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        self.lines: list = []
-        self.url: Optional[str] = None
-        self.port = 0
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.proc.stderr:
-                self.lines.append(line)
-                match = SERVING.search(line)
-                if match:
-                    self.url, self.port = match.group(1), int(match.group(2))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(120) or self.url is None:
-            self.stop()
-            raise RuntimeError("the bridge did not start:\n" + "".join(self.lines))
-
-    def cpu_s(self) -> float:
-        with open("/proc/{}/stat".format(self.proc.pid)) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def memory_mb(self) -> dict:
-        return memory_mb(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Client:
@@ -159,14 +109,14 @@ async def _time_requests(port: int, path: str, n: int, gzip: bool) -> dict:
         if status != 200:
             raise RuntimeError("{} answered {}".format(path, status))
     client.close()
-    return {"p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3),
-            "bytes": size}
+    return {"p50_ms": round(benchkit.percentile(times, 50), 3),
+            "p99_ms": round(benchkit.percentile(times, 99), 3), "bytes": size}
 
 
 def serve(args: argparse.Namespace) -> dict:
     data = tempfile.mkdtemp(prefix="bench-serve-")
-    bridge = Bridge(["--simulation", "--poll-period", "0.1", "--memory-s", "60", "--data-dir",
-                     data])
+    bridge = benchkit.Bridge(["--simulation", "--poll-period", "0.1", "--memory-s", "60",
+                              "--data-dir", data])
     try:
         log("filling the memory window (60 s)")
         time.sleep(61)  # the benchmark needs 600 rows in memory: real polling time
@@ -220,8 +170,10 @@ def _schedule(ts: list, period_ms: float) -> dict:
     phase = min(offsets)
     late = [o - phase for o in offsets]
     missed = sum(b - a - 1 for a, b in zip(slots, slots[1:]) if b - a > 1)
-    return {"rows": len(ts), "missed": missed, "late_p50_ms": round(percentile(late, 50), 1),
-            "late_p99_ms": round(percentile(late, 99), 1), "late_max_ms": round(max(late), 1)}
+    return {"rows": len(ts), "missed": missed,
+            "late_p50_ms": round(benchkit.percentile(late, 50), 1),
+            "late_p99_ms": round(benchkit.percentile(late, 99), 1),
+            "late_max_ms": round(max(late), 1)}
 
 
 def _rows(data: str, name: str, start_ms: int, end_ms: int) -> list:
@@ -236,44 +188,38 @@ def _rows(data: str, name: str, start_ms: int, end_ms: int) -> list:
     return ts
 
 
-class Simulators:
-    """``n`` ``thermostat_sim`` processes on free loopback ports (a device
+def start_simulators(n: int) -> list:
+    """``n`` ``thermostat_sim`` processes (noise seeds 0, 1, ...; a device
     that hangs is a simulator stopped with SIGSTOP: its connection stays
     open and nothing answers)."""
-
-    def __init__(self, n: int):
-        self.procs = []
-        self.ports = []
+    sims: list = []
+    try:
         for i in range(n):
-            proc = subprocess.Popen([sys.executable, "-m", "thermostat_ctrl.simulator.cli",
-                                     "--port", "0", "--seed", str(i), "-q"],
-                                    stdout=subprocess.PIPE, text=True)
-            self.procs.append(proc)
-            line = proc.stdout.readline()
-            self.ports.append(int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1)))
+            sims.append(benchkit.Simulator(["--seed", str(i), "-q"]))
+    except BaseException:
+        stop_all(sims)
+        raise
+    return sims
 
-    def devices(self, names: list) -> list:
-        """``-d NAME=127.0.0.1:PORT`` arguments of the bridge."""
-        out = []
-        for name, port in zip(names, self.ports):
-            out += ["-d", "{}=127.0.0.1:{}".format(name, port)]
-        return out
 
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            proc.wait(15)
+def device_args(sims: list, names: list) -> list:
+    """The bridge's ``-d NAME=127.0.0.1:PORT`` arguments, a simulator per name."""
+    return [arg for sim, name in zip(sims, names) for arg in sim.device(name)]
+
+
+def stop_all(children: list) -> None:
+    for child in children:
+        child.stop()
 
 
 def lab(args: argparse.Namespace) -> dict:
     data = tempfile.mkdtemp(prefix="bench-lab-")
     names = ["thermostat{}".format(i) for i in range(args.devices)]
-    sims = Simulators(args.devices)
+    sims = start_simulators(args.devices)
     bridge = None
     try:
-        bridge = Bridge([*sims.devices(names), "--poll-period", str(args.period),
-                         "--data-dir", data])
+        bridge = benchkit.Bridge([*device_args(sims, names), "--poll-period",
+                                  str(args.period), "--data-dir", data])
         time.sleep(3 * args.period)  # every device's first polls, before measuring
         start_ms = int(time.time() * 1000)
         began = time.monotonic()
@@ -282,10 +228,10 @@ def lab(args: argparse.Namespace) -> dict:
         if args.hang:
             def hang() -> None:
                 time.sleep(args.duration / 3)
-                sims.procs[0].send_signal(signal.SIGSTOP)
+                sims[0].proc.send_signal(signal.SIGSTOP)
                 hung.append(int(time.time() * 1000))
                 time.sleep(args.duration / 3)
-                sims.procs[0].send_signal(signal.SIGCONT)
+                sims[0].proc.send_signal(signal.SIGCONT)
                 hung.append(int(time.time() * 1000))
             threading.Thread(target=hang, daemon=True).start()
         counts = asyncio.run(_readers(bridge.port, names, args.clients, until))
@@ -302,7 +248,7 @@ def lab(args: argparse.Namespace) -> dict:
     finally:
         if bridge is not None:
             bridge.stop()
-        sims.stop()
+        stop_all(sims)
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -331,12 +277,12 @@ def memory(args: argparse.Namespace) -> dict:
     if args.cold:
         for name in names:
             shutil.rmtree(os.path.join(data, name, ".cache"), ignore_errors=True)
-    sims = Simulators(args.devices)
+    sims = start_simulators(args.devices)
     bridge = None
     try:
         # --adopt: the simulators of a rerun listen on other ports than the last run's.
-        bridge = Bridge([*sims.devices(names), "--poll-period", "1", "--data-dir", data,
-                         "--adopt"])
+        bridge = benchkit.Bridge([*device_args(sims, names), "--poll-period", "1",
+                                  "--data-dir", data, "--adopt"])
         if args.cold:
             return _cold_queries(bridge, names, args)
         began = time.monotonic()
@@ -363,12 +309,12 @@ def memory(args: argparse.Namespace) -> dict:
     finally:
         if bridge is not None:
             bridge.stop()
-        sims.stop()
+        stop_all(sims)
         if not args.data_dir:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def _cold_queries(bridge: "Bridge", names: list, args: argparse.Namespace) -> dict:
+def _cold_queries(bridge: benchkit.Bridge, names: list, args: argparse.Namespace) -> dict:
     """The first queries of every device on a bridge just started without
     caches, with its resident memory sampled meanwhile."""
     started = bridge.memory_mb()

@@ -2,7 +2,7 @@
 (not part of the tests).
 
 Against a real ``influxd`` (1.x) and ``victoria-metrics`` started on free
-loopback ports with temporary data (the test kit's servers):
+loopback ports with temporary data (``servers.py``, shared with the sink tests):
 
 * ``spool``: how fast samples are encoded and spooled (the bus consumer's
   work), points per second;
@@ -23,22 +23,19 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from sinks_kit import Influxd, VictoriaMetrics  # noqa: E402 (the test kit's servers)
-
-from thermostat_ctrl.bridge import schema  # noqa: E402
-from thermostat_ctrl.bridge.acquisition.sample import Sample  # noqa: E402
-from thermostat_ctrl.bridge.sinks.influx import InfluxSink  # noqa: E402
-from thermostat_ctrl.bridge.sinks.settings import InfluxSettings  # noqa: E402
-from thermostat_ctrl.driver import Thermostat  # noqa: E402
-from thermostat_ctrl.simulator import Simulator  # noqa: E402
+import benchkit
+from servers import Influxd, VictoriaMetrics
+from thermostat_ctrl.bridge import schema
+from thermostat_ctrl.bridge.acquisition.sample import Sample
+from thermostat_ctrl.bridge.sinks.influx import InfluxSink
+from thermostat_ctrl.bridge.sinks.settings import InfluxSettings
+from thermostat_ctrl.driver import Thermostat
+from thermostat_ctrl.simulator import Simulator
 
 
 async def _one_report() -> list:
@@ -70,14 +67,6 @@ class Samples:
         """``count`` samples of every device, one batch per poll instant."""
         for n in range(count):
             yield [self.make(d, start_ts + n * period_ms) for d in self.devices]
-
-
-def wait(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the sink did not finish in {} s".format(timeout))
-        time.sleep(0.01)
 
 
 def bench_spool(samples: Samples, root: Path, url: str, n: int) -> dict:
@@ -129,7 +118,7 @@ def bench_replay(samples: Samples, root: Path, url: str, minutes: float, period:
     backlog = sink.spool.stats()
     began = time.monotonic()
     sink.start()
-    wait(lambda: sink.state().backlog_points == 0, 3600)
+    benchkit.wait_until(lambda: sink.state().backlog_points == 0, 3600, "an empty backlog")
     elapsed = time.monotonic() - began
     state = sink.state()
     sink.stop()

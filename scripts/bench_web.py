@@ -20,37 +20,15 @@ import argparse
 import json
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
+
 import httpx
 
-from benchkit import memory_mb
+import benchkit
 
 DEVICE = "sim0"
-
-
-def start_bridge(data_dir: str, period: float) -> tuple:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "thermostat_ctrl.bridge.cli", "--simulation", "--port", str(port),
-         "--data-dir", data_dir, "--poll-period", str(period), "-q"])
-    url = "http://127.0.0.1:{}".format(port)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the bridge did not start")
-
 
 
 def page_times(url: str, runs: int) -> list:
@@ -109,7 +87,9 @@ def main() -> None:
     parser.add_argument("--page-runs", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        process, url = start_bridge(data_dir, args.period)
+        bridge = benchkit.Bridge(["--simulation", "--data-dir", data_dir, "--poll-period",
+                                  str(args.period)], timeout=30)
+        url = bridge.url
         try:
             time.sleep(max(3 * args.period, 3))  # a few rows for the page
             pages = page_times(url, args.page_runs)
@@ -127,9 +107,9 @@ def main() -> None:
             memory = []
             end = time.monotonic() + args.duration
             while time.monotonic() < end:
-                memory.append(memory_mb(process.pid)["VmRSS"])
+                memory.append(bridge.memory_mb().get("VmRSS", float("nan")))
                 time.sleep(min(10.0, max(0.0, end - time.monotonic())))
-            memory.append(memory_mb(process.pid)["VmRSS"])
+            memory.append(bridge.memory_mb().get("VmRSS", float("nan")))
             stop.set()
             health = httpx.get(url + "/health").json()
             device = health["devices"][0]
@@ -150,8 +130,7 @@ def main() -> None:
             for sock in idle:
                 sock.close()
         finally:
-            process.terminate()
-            process.wait(15)
+            bridge.stop()
 
 
 if __name__ == "__main__":

@@ -14,38 +14,17 @@ round trip p50/p95/max as seen by the client.
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import httpx
 
-DEVICE = "thermostat0"
+import benchkit
+from thermostat_ctrl.bridge.config import SIMULATED_NAME
+
+DEVICE = SIMULATED_NAME.format(0)  # the device of --simulation
 TOKEN = "bench-token-0123456789abcdef"
-
-
-def start_bridge(data_dir: str, period: float, tokens: str) -> tuple:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "thermostat_ctrl.bridge.cli", "--simulation", "--port", str(port),
-         "--data-dir", data_dir, "--poll-period", str(period), "--write-token-file", tokens, "-q"],
-        stdout=subprocess.DEVNULL)
-    url = "http://127.0.0.1:{}".format(port)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the bridge did not start")
 
 
 def schedule(client: httpx.Client, url: str, start: int, end: int, period: float) -> dict:
@@ -71,7 +50,10 @@ def main() -> None:
         tokens = os.path.join(data, "tokens.txt")
         with open(tokens, "w") as f:
             f.write("bench {}\n".format(TOKEN))
-        process, url = start_bridge(os.path.join(data, "d"), args.period, tokens)
+        bridge = benchkit.Bridge(["--simulation", "--data-dir", os.path.join(data, "d"),
+                                  "--poll-period", str(args.period), "--write-token-file",
+                                  tokens], timeout=30)
+        url = bridge.url
         try:
             with httpx.Client(timeout=10) as client:
                 time.sleep(2)  # the first polls and the caches
@@ -109,8 +91,7 @@ def main() -> None:
                 for phase, result in phases.items():
                     print("{:10} {}".format(phase, result))
         finally:
-            process.terminate()
-            process.wait(15)
+            bridge.stop()
 
 
 if __name__ == "__main__":

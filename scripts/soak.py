@@ -12,7 +12,7 @@ and POSTs /save_once now and then.
 
 At the end it reports rows expected and written, gaps (and whether each is
 explained by a fault), recovery times after each fault, acknowledged rows
-missing, and the bridge's resident memory (VmRSS) over time:
+missing, and the bridge's resident memory (VmRSS, MB) over time:
 
     python scripts/soak.py --minutes 5 --poll-period 0.1 --speed 50
 """
@@ -23,9 +23,7 @@ import csv
 import json
 import os
 import random
-import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -35,12 +33,11 @@ from typing import Optional
 
 import httpx
 
-from benchkit import memory_mb
+import benchkit
 from thermostat_ctrl.bridge.acquisition.simulation import Simulation
 from thermostat_ctrl.bridge.storage.csvformat import log_files
 from thermostat_ctrl.simulator import Simulator
 
-SERVING = re.compile(r"serving \d+ device\(s\) on (http://127\.0\.0\.1:\d+)")
 FAULTS = ("hang", "slow", "cut", "garbage", "refuse", "reset", "slots", "drop")
 SLOTS = 4
 
@@ -61,16 +58,10 @@ class Run:
 
     outages: list = field(default_factory=list)
     acked: list = field(default_factory=list)
-    rss_kb: list = field(default_factory=list)       # (seconds since start, kB)
+    rss_mb: list = field(default_factory=list)       # (seconds since start, MB)
     read_errors: int = 0
     reads: int = 0
     health: dict = field(default_factory=dict)
-
-
-def now_ms() -> int:
-    """Wall clock in epoch ms."""
-    return int(time.time() * 1000)
-
 
 
 async def hold_slots(sim: Simulator) -> list:
@@ -125,9 +116,9 @@ async def fault_loop(sim: Simulator, run: Run, rng: random.Random, until: float,
         if time.monotonic() > until - 10:
             return
         name = rng.choice(FAULTS)
-        outage = Outage(name, now_ms())
+        outage = Outage(name, benchkit.now_ms())
         await inject(sim, name, 0.0 if name in ("reset", "drop") else rng.uniform(0.3, 3.0))
-        outage.clear_ms = now_ms()
+        outage.clear_ms = benchkit.now_ms()
         run.outages.append(outage)
 
 
@@ -138,7 +129,7 @@ async def client_loop(url: str, run: Run, rng: random.Random, until: float) -> N
             path, params = rng.choice([
                 ("/series", {}), ("/data.csv", {"max_points": 500}), ("/metrics", {}),
                 ("/health", {}), ("/report", {}),
-                ("/series", {"from": now_ms() - 3_600_000, "max_points": 1000})])
+                ("/series", {"from": benchkit.now_ms() - 3_600_000, "max_points": 1000})])
             try:
                 r = await client.get(path, params=params)
                 run.reads += 1
@@ -156,9 +147,9 @@ async def client_loop(url: str, run: Run, rng: random.Random, until: float) -> N
 async def rss_loop(pid: int, run: Run, began: float, until: float) -> None:
     """Sample the bridge's VmRSS every 5 s."""
     while time.monotonic() < until:
-        kb = round(memory_mb(pid).get("VmRSS", 0) * 1024) or None
-        if kb is not None:
-            run.rss_kb.append((round(time.monotonic() - began, 1), kb))
+        mb = benchkit.memory_mb(pid).get("VmRSS")
+        if mb is not None:
+            run.rss_mb.append((round(time.monotonic() - began, 1), mb))
         await asyncio.sleep(5)
 
 
@@ -170,43 +161,29 @@ async def soak(args: argparse.Namespace) -> dict:
     simulation.sim.reboot_s = 1.0 * args.speed  # one real second off the network
     host, port = await simulation.start()
     sim = simulation.sim
-    log_path = data_dir / "bridge.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        http_port = s.getsockname()[1]
-    log = open(log_path, "wb")
-    bridge = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "thermostat_ctrl.bridge.cli", "-d", "{}:{}".format(host, port),
-        "--port", str(http_port), "--data-dir", str(data_dir), "--poll-period",
-        str(args.poll_period), "--memory-s", str(args.memory_s),
-        stdout=log, stderr=log)
-    url = "http://127.0.0.1:{}".format(http_port)
+    # The simulator answers on this loop: the blocking start and stop go to threads.
+    try:
+        bridge = await asyncio.to_thread(benchkit.Bridge, [
+            "-d", "{}:{}".format(host, port), "--data-dir", str(data_dir), "--poll-period",
+            str(args.poll_period), "--memory-s", str(args.memory_s)], 30)
+    except BaseException:
+        await simulation.stop()
+        raise
+    url = bridge.url
     run = Run()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("the bridge did not start; see " + str(log_path))
         began = time.monotonic()
-        began_ms = now_ms()
+        began_ms = benchkit.now_ms()
         until = began + args.minutes * 60
         await asyncio.gather(fault_loop(sim, run, rng, until, args.fault_every),
                              client_loop(url, run, rng, until),
                              rss_loop(bridge.pid, run, began, until))
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
             run.health = (await client.get("/health", params={"device": "thermostat0"})).json()
-        end_ms = now_ms()
+        end_ms = benchkit.now_ms()
     finally:
-        if bridge.returncode is None:
-            bridge.send_signal(signal.SIGINT)
-        status = await bridge.wait()
-        log.close()
+        status = await asyncio.to_thread(bridge.stop, signal.SIGINT)  # SIGINT: exit status 0
+        (data_dir / "bridge.log").write_text("\n".join(bridge.lines) + "\n")
         await simulation.stop()
     return analyse(run, data_dir, began_ms, end_ms, args.poll_period, status)
 
@@ -232,8 +209,8 @@ def analyse(run: Run, data_dir: Path, began_ms: int, end_ms: int, period: float,
     unexplained = [(a, b) for a, b in gaps
                    if not any(o.start_ms - period_ms <= b and a <= o.clear_ms + period_ms
                               for o in run.outages)]
-    rss = [kb for _, kb in run.rss_kb]
-    settled = [kb for t, kb in run.rss_kb if t >= 60] or rss
+    rss = [mb for _, mb in run.rss_mb]
+    settled = [mb for t, mb in run.rss_mb if t >= 60] or rss
     on_disk = set(ts)
     return {
         "minutes": round((end_ms - began_ms) / 60000, 2),
@@ -256,15 +233,15 @@ def analyse(run: Run, data_dir: Path, began_ms: int, end_ms: int, period: float,
         "recoveries_over_2_periods": sum(r > 2 * period_ms for r in recoveries),
         "slowest_recoveries": sorted(((o.recovery_ms, o.name) for o in run.outages
                                       if o.recovery_ms is not None), reverse=True)[:5],
-        "rss_kb_first": rss[0] if rss else None,
-        "rss_kb_after_1min": settled[0] if settled else None,
-        "rss_kb_last": rss[-1] if rss else None,
-        "rss_kb_max": max(rss, default=None),
-        "rss_growth_kb_after_1min": settled[-1] - settled[0] if settled else None,
+        "rss_mb_first": rss[0] if rss else None,
+        "rss_mb_after_1min": settled[0] if settled else None,
+        "rss_mb_last": rss[-1] if rss else None,
+        "rss_mb_max": max(rss, default=None),
+        "rss_growth_mb_after_1min": round(settled[-1] - settled[0], 3) if settled else None,
         "rss_growth_bytes_per_row_after_1min": (
-            round((settled[-1] - settled[0]) * 1024 / max(1, len(
+            round((settled[-1] - settled[0]) * 2**20 / max(1, len(
                 [t for t in in_run if t >= began_ms + 60_000]))) if settled else None),
-        "rss_kb_every_30s": [kb for t, kb in run.rss_kb if int(t) % 30 < 5],
+        "rss_mb_every_30s": [mb for t, mb in run.rss_mb if int(t) % 30 < 5],
         "http_reads": run.reads,
         "http_read_errors": run.read_errors,
         "bridge_health": {k: run.health.get(k) for k in (
