@@ -66,9 +66,13 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     # Every poll starts on the grid start + n * period (no drift) ...
     assert all(abs(s - round(s)) < 0.4 for s in slots), slots
     ns = [round(s) for s in slots]
-    # ... the late one made the loop skip the instants it missed, never bunch.
-    assert ns[:5] == [0, 1, 2, 3, 6] and ns[5:] == list(range(7, 7 + len(ns) - 5))
-    assert poller.skipped == 2
+    # ... the late one made the loop skip the instants it missed, never bunch
+    # (on a busy machine another poll may be late too: it skips the same way) ...
+    assert all(b > a for a, b in zip(ns, ns[1:])), ns
+    assert ns[4] - ns[3] >= 3, ns
+    # ... and every instant without a poll is counted as skipped (the last
+    # poll may have been late too when the test stopped the loop).
+    assert poller.skipped >= ns[-1] + 1 - len(ns) >= 2
     assert poller.fields == ["temperature", "pid_engaged", "target"]
     # The targets are read with pid between polls: unknown (empty) in the
     # first row, known in every later one.
