@@ -140,9 +140,11 @@ async def test_health_says_which_log_fails_and_the_api_serves_its_held_entries(
         await wait_for(lambda: _log_ok(client, log), what="the log writing again")
         r = await client.get("/health")
         assert r.json()["logs"][log]["caught_up"] >= 1 and r.json()["logs"][log]["lost"] == 0
-        assert (await client.get(route)).json() == served
+        # What was served while held is what the file has, in order (entries the
+        # bridge made since, such as an alarm of its own, may follow).
+        assert (await client.get(route)).json()[:len(served)] == served
     name = HISTORY_NAME if log == "alarms" else FILE_NAME
-    assert lines_of(small_disk / name) == served
+    assert lines_of(small_disk / name)[:len(served)] == served
 
 
 async def _put_failed(client, url: str, auth: dict) -> bool:
