@@ -122,16 +122,19 @@ async def test_a_failing_device_never_delays_the_others(tmp_path, fault):
         await polled(bridge, 5)
         bad, good = bridge.devices[NAMES[0]], [bridge.devices[n] for n in NAMES[1:]]
         apply(sims[0])
-        began = now_ms()
+        began, skipped = now_ms(), {d.name: d.poller.skipped for d in good}
         await wait_for(lambda: bad.poller.polls_failed >= 3, what="3 failed polls")
         during = {d.name: d.poller.polls_ok for d in good}
         await wait_for(lambda: all(d.poller.polls_ok >= during[d.name] + 10 for d in good),
                        what="10 more polls of the others")
         ended = now_ms()
+        # While the fault lasted (the simulators share the test's loop: their own
+        # start and recovery may be slow on a busy machine, the bridge's polls not).
+        assert all(d.poller.skipped == skipped[d.name] for d in good), skipped
         clear(sims[0])
         await wait_for(lambda: fresh_sample(bad) is not None, timeout=15, what="recovery")
         for device in good:
-            assert device.poller.skipped == 0 and device.poller.polls_failed == 0
+            assert device.poller.polls_failed == 0
             rows = (await client.get("/series", params={
                 "device": device.name, "from": began, "to": ended})).json()
             ts = np.array([r["ts"] for r in rows])
