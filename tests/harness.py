@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import csv
 import errno
+import gc
 import io
 import os
 import re
@@ -36,6 +37,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 import httpx
 
 from thermostat_ctrl.bridge import config as bridge_config_module
+from thermostat_ctrl.bridge.runtime import tune_process
 from thermostat_ctrl.bridge.storage.csvformat import log_files
 from thermostat_ctrl.bridge.web.app import create_app
 from thermostat_ctrl.simulator import Simulator
@@ -360,9 +362,20 @@ def bridge_config(data_dir, devices=(), simulation: int = 1, **kwargs):
     return bridge_config_module.build(**options)
 
 
+def tuned_like_a_bridge() -> None:
+    """Tune this process as a bridge process is (:func:`~thermostat_ctrl.bridge.
+    runtime.tune_process`), after collecting the garbage of earlier tests: the
+    suite's heap grows test by test, and a full collection of it holds the
+    GIL long enough to delay a poll, or the simulated time of a simulator."""
+    gc.collect()
+    tune_process()
+
+
 @contextlib.asynccontextmanager
 async def running_bridge(data_dir, **kwargs):
-    """Yield (bridge, client) for an app (see :func:`bridge_config`), lifespan running."""
+    """Yield (bridge, client) for an app (see :func:`bridge_config`), lifespan
+    running, in a process tuned as a bridge's is."""
+    tuned_like_a_bridge()
     app = create_app(bridge_config(data_dir, **kwargs))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

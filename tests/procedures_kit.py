@@ -4,6 +4,7 @@ the bench limits (1 A cooling, 1 A heating, 4 V) and a driver."""
 import contextlib
 from typing import AsyncIterator, NamedTuple
 
+from harness import tuned_like_a_bridge
 from thermostat_ctrl.driver import Thermostat
 from thermostat_ctrl.simulator import PlantParams, Simulator
 
@@ -24,6 +25,7 @@ async def bench(speed: float = 100.0, plant: PlantParams = PlantParams(), seed: 
                 limits: bool = True) -> AsyncIterator[Bench]:
     """A simulator at ``speed`` with ``plant`` on both channels, and a driver;
     the bench limits set on both channels unless ``limits`` is False."""
+    tuned_like_a_bridge()
     sim = Simulator(speed=speed, seed=seed, plant=plant)
     await sim.start("127.0.0.1", 0)
     driver = Thermostat("127.0.0.1", sim.port, timeout=1.0, backoff_max=0.1)

@@ -52,7 +52,8 @@ SWITCH_INTERVAL_S = 0.0005
 
 def tune_process() -> None:
     """Process-wide settings for a bridge process; entry points call this once
-    the bridge has started (library users and tests keep the defaults).
+    the bridge has started (library users keep the defaults; the test harness
+    calls it before its bridges and simulators run, as their timing is tested).
 
     * The switch interval: a poll takes the GIL several times (wake-up, send,
       reply, publish); at the default 5 ms a busy HTTP thread delays each step.
