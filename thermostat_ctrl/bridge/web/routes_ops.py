@@ -86,8 +86,9 @@ class Health(BaseModel):
     """State of every device, of the sample bus, of the logs and of the sinks."""
 
     status: str = Field(description="`failed` while the alarm log, the audit trail or a"
-                                    " sink's spool cannot be written, else `ok` when every device is fresh, else"
-                                    " the first other device status", examples=["ok"])
+                                    " sink's spool cannot be written, else `ok` when every"
+                                    " device is fresh, else the first other device status",
+                        examples=["ok"])
     devices: list[DeviceStatus]
     consumers: dict[str, Consumer] = Field(description="Sample-bus consumers by name")
     sinks: dict[str, SinkHealth] = Field(
@@ -119,9 +120,9 @@ def bridge_health(bridge: Bridge, audit: Optional[AuditLog] = None) -> Health:
         state = vars(sink.state())
         sinks[state.pop("url")] = SinkHealth(**{k: v for k, v in state.items()
                                                if k in SinkHealth.model_fields})
-    status = next((d.status for d in [*logs.values(), *devices] if d.status != "ok"), "ok")
-    if any(s.spool_error for s in sinks.values()):
-        status = "failed"
+    writing = all(log.status == "ok" for log in logs.values()) and not any(
+        s.spool_error for s in sinks.values())
+    status = next((d.status for d in devices if d.status != "ok"), "ok") if writing else "failed"
     notifiers = [] if bridge.notifier is None else [
         NotifierHealth(**vars(state)) for state in bridge.notifier.states()]
     return Health(status=status, devices=devices, consumers=consumers, sinks=sinks,
@@ -146,7 +147,8 @@ async def devices(bridge: Bridge = Depends(bridge_of)) -> list[DeviceStatus]:
 async def health(request: Request, device: DeviceName = None) -> JSONResponse:
     """Without `device`: every device, the sample bus and the logs; 200 only
     when every device's latest poll is fresh (within three poll periods) and
-    the alarm log and the audit trail take writes, 503 otherwise.  With
+    the alarm log, the audit trail and the sinks' spools take writes, 503
+    otherwise.  With
     `device`: that device's state, 200 when it is fresh."""
     if device is None:
         return _answer(bridge_health(request.app.state.bridge, request.app.state.audit))
