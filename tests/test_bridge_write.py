@@ -15,7 +15,7 @@ from thermostat_ctrl.bridge.control import PROCEDURES, RESOURCES
 from thermostat_ctrl.bridge.web import routes_procedures, routes_write
 from thermostat_ctrl.driver import Thermostat
 
-from harness import FIRST, only, polled, running_bridge, wait_for
+from harness import FIRST, now_ms, only, parse_csv, polled, running_bridge, wait_for
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdefgh"
@@ -298,7 +298,8 @@ VALID_BODIES = {"target": {"value": 25.0}, "pid": {"kp": 0.3}, "limits": {"max_v
                 "b_parameter": {"b": 3950.0}, "postfilter": {"rate": 16.67},
                 "polarity": {"value": "normal"}, "current": {"value": 0.1}, "engage": None,
                 "fan": {"power": "auto"}, "save": None, "load": None,
-                "autotune": {"target": 25.0}, "step_test": {"delta": 0.5}}
+                "autotune": {"target": 25.0}, "step_test": {"delta": 0.5},
+                "ramp": {"target": 26.0, "rate": 0.1}}
 #: The writes that talk to the device: every resource and every procedure.
 DEVICE_WRITES = (*RESOURCES, *PROCEDURES)
 
@@ -496,6 +497,125 @@ async def test_procedure_parameters_are_checked_first(writable):
         r = await client.post(CH0 + "autotune", json=body, headers=AS_ALICE)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, r.text
     assert await procedure_of(client) is None
+
+
+# ------------------------------------------------------------------ ramps
+
+async def logged_targets(client, since_ms: int) -> list:
+    """Channel 0's target in every row served since ``since_ms``."""
+    r = await client.get("/data.csv", params={"from": since_ms, "fields": "target"})
+    rows = parse_csv(r.text)
+    column = rows[0].index("target_ch0")
+    return [float(row[column]) for row in rows[1:] if row[column]]
+
+
+def count_details_reads(bridge) -> list:
+    """A list that grows by one each time the poller reads the settings (the
+    audit's outside-change watch compares them then)."""
+    reads, poller = [], only(bridge).poller
+    hook = poller.on_details
+
+    def counted(p) -> None:
+        hook(p)
+        reads.append(p.targets)
+    poller.on_details = counted
+    return reads
+
+
+async def test_a_ramp_moves_the_target_at_the_rate_and_is_audited(writable):
+    bridge, client = writable
+    reads = count_details_reads(bridge)
+    await client.put(CH0 + "target", json={"value": 25.0}, headers=AS_ALICE)
+    since = now_ms()
+    r = await client.post(CH0 + "ramp", json={"target": 26.0, "rate": 0.05, "expect": 25.0},
+                          headers=AS_ALICE)
+    assert r.status_code == 202 and r.json()["procedure"] == "ramp", r.text
+    busy = await client.put(CH0 + "target", json={"value": 25.5}, headers=AS_BOB)
+    assert busy.status_code == 409 and "ramp by alice" in busy.json()["detail"]
+    job = await wait_for(lambda: _ended(client), timeout=60, what="the ramp's end")
+    assert job["error"] is None and job["progress"]["state"] == "done", job
+    result = job["result"]
+    assert (result["start"], result["target"], result["rate"]) == (25.0, 26.0, 0.05)
+    # 1 K at 0.05 K/s: 20 s of device time (1 s of the test's), in steps of the samples
+    # (a sum of device-time steps: within a rounding of 20 s, at most a sample more)
+    assert 20.0 - 1e-9 <= result["duration_s"] < 20.0 + 1.0 and result["steps"] > 20
+    assert (await device_settings(bridge))[0]["target"] == 26.0
+    # The rows carry the ramp's setpoints as it went, never back, ending on the target.
+    await polled(bridge, only(bridge).poller.polls_ok + 2)
+    targets = await logged_targets(client, since)
+    assert targets == sorted(targets) and targets[-1] == 26.0, targets
+    assert len({t for t in targets if 25.0 < t < 26.0}) >= 10, targets
+    # The watch for outside changes has compared the settings since: the
+    # ramp's steps are none.
+    seen = len(reads)
+    await wait_for(lambda: len(reads) > seen, timeout=10, what="a read of the settings")
+    trail = [(e["what"], e["who"], e["result"]) for e in await audit_of(client)]
+    assert trail == [("target", "alice", "ok"), ("ramp", "alice", "started"),
+                     ("target", "bob", "busy"), ("ramp", "alice", "ok")], trail
+    ended = (await audit_of(client))[-1]
+    assert ended["requested"] == {"target": 26.0, "rate": 0.05, "expect": 25.0}
+    assert ended["after"]["target"] == 26.0
+
+
+async def ramp_under_way(client, target: float, past: float) -> None:
+    """From 25 degC, alice's ramp to ``target`` at 0.05 K/s, until its setpoint
+    is past ``past``."""
+    await client.put(CH0 + "target", json={"value": 25.0}, headers=AS_ALICE)
+    r = await client.post(CH0 + "ramp", json={"target": target, "rate": 0.05},
+                          headers=AS_ALICE)
+    assert r.status_code == 202, r.text
+
+    async def ramping() -> bool:
+        return (await procedure_of(client))["progress"].get("setpoint", 25.0) > past
+    await wait_for(ramping, timeout=60, what="the ramp under way", interval=0.05)
+
+
+async def test_an_aborted_ramp_leaves_the_target_where_it_got_to(writable):
+    bridge, client = writable
+    await ramp_under_way(client, 35.0, 25.2)
+    assert (await client.post(CH0 + "abort", headers=AS_BOB)).json() == {"aborting": True}
+    job = await wait_for(lambda: _ended(client), timeout=60, what="the abort")
+    held = (await device_settings(bridge))[0]["target"]
+    assert job["progress"]["state"] == "aborted" and 25.2 < held < 35.0, job
+    assert "{:.4f}".format(held) in job["error"], job["error"]
+    trail = [(e["what"], e["who"], e["result"]) for e in await audit_of(client)]
+    assert trail == [("target", "alice", "ok"), ("ramp", "alice", "started"),
+                     ("abort", "bob", "ok"), ("ramp", "alice", "aborted")], trail
+
+
+async def test_a_device_reset_stops_the_ramp_and_names_the_target(writable):
+    bridge, client = writable
+    await ramp_under_way(client, 30.0, 25.1)
+    only(bridge).simulation.sim.reset()  # back with the boot defaults: target 0 degC
+    job = await wait_for(lambda: _ended(client), timeout=60, what="the ramp to stop")
+    assert job["progress"]["state"] == "failed", job
+    assert "rebooted" in job["error"] and "target is now 0.0000 degC" in job["error"], job
+    assert (await device_settings(bridge))[0]["target"] == 0.0
+    [ended] = [e for e in await audit_of(client) if e["what"] == "ramp"][-1:]
+    assert ended["result"] == "failed" and "rebooted" in ended["detail"]
+
+
+@pytest.mark.parametrize("body, field", [({"target": 26.0, "rate": 0}, "rate"),
+                                         ({"target": 26.0, "rate": -0.1}, "rate"),
+                                         ({"target": 26.0}, "rate"),
+                                         ({"target": 95.0, "rate": 0.1}, "target")])
+async def test_a_bad_ramp_is_422_naming_the_field(writable, body, field):
+    bridge, client = writable
+    before = (await device_settings(bridge))[0]["target"]
+    r = await client.post(CH0 + "ramp", json=body, headers=AS_ALICE)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == field, r.text
+    assert await procedure_of(client) is None
+    assert (await device_settings(bridge))[0]["target"] == before
+
+
+async def test_a_ramp_from_a_stale_target_is_409(writable):
+    bridge, client = writable
+    await client.put(CH0 + "target", json={"value": 25.5}, headers=AS_BOB)
+    r = await client.post(CH0 + "ramp", json={"target": 26.0, "rate": 0.1, "expect": 25.0},
+                          headers=AS_ALICE)
+    assert r.status_code == 409 and r.json()["current"] == {"value": 25.5}, r.text
+    assert await procedure_of(client) is None
+    assert (await device_settings(bridge))[0]["target"] == 25.5
 
 
 # -------------------------------------------------------------- snapshots

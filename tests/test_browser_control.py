@@ -127,7 +127,7 @@ def test_a_target_set_on_the_page_is_read_back_and_audited(page, lab):
     bridge, url, shots = lab
     open_device(page, url, ALICE)
     form = CH0 + "form[data-group=target] "
-    page.fill(form + "input", "25.75")
+    page.fill(form + "input[name=value]", "25.75")
     page.click(form + "button[type=submit]")
     page.wait_for_selector(form + ".message.ok")
     assert "the device now has value 25.75" in page.inner_text(form + ".message")
@@ -220,7 +220,7 @@ def test_a_change_made_on_the_device_shows_as_outside_change(page, lab):
     wait_until(lambda: any(OUTSIDE in r and "27.25" in r for r in audit_rows(page)), 30,
                "the outside change on the page")
     # The panel follows the device.
-    wait_value(page, '.channel[data-channel="1"] form[data-group=target] input', "27.25")
+    wait_value(page, '.channel[data-channel="1"] form[data-group=target] input[name=value]', "27.25")
 
 
 def test_a_race_between_two_writers_is_a_409_shown_on_the_page(page, lab):
@@ -228,7 +228,7 @@ def test_a_race_between_two_writers_is_a_409_shown_on_the_page(page, lab):
     assert api(url, "PUT", "/devices/{}/channels/0/target".format(FIRST), ALICE,
                json={"value": 25.0}).status_code == 200
     open_device(page, url, ALICE)
-    wait_value(page, CH0 + "form[data-group=target] input", "25")
+    wait_value(page, CH0 + "form[data-group=target] input[name=value]", "25")
     form = CH0 + "form[data-group=target] "
     page.fill(form + "input", "24.5")
     # Bob writes, and this page submits at once, before it could see his change.
@@ -243,9 +243,39 @@ def test_a_race_between_two_writers_is_a_409_shown_on_the_page(page, lab):
     assert "someone changed it meanwhile" in page.inner_text(form + ".message")
     assert "value 26.5" in page.inner_text(form + ".message")
     assert device(bridge, lambda d: d.get_pid())[0]["target"] == 26.5
-    wait_value(page, CH0 + "form[data-group=target] input", "26.5")
+    wait_value(page, CH0 + "form[data-group=target] input[name=value]", "26.5")
     results = [(e["who"], e["result"]) for e in api(url, "GET", "/audit").json()[-2:]]
     assert results == [("bob", "ok"), ("alice", "conflict")]
+
+
+def test_a_target_ramped_from_the_page_shows_its_progress(page, lab):
+    bridge, url, shots = lab
+    api(url, "POST", "/devices/{}/channels/0/engage".format(FIRST), ALICE)
+    assert api(url, "PUT", "/devices/{}/channels/0/target".format(FIRST), ALICE,
+               json={"value": 25.0}).status_code == 200
+    open_device(page, url, ALICE)
+    form = CH0 + "form[data-group=target] "
+    wait_value(page, form + "input[name=value]", "25")
+    page.fill(form + "input[name=value]", "26")
+    page.fill(form + "input[name=ramp]", "0")
+    page.click(form + "button[type=submit]")
+    page.wait_for_selector(form + ".message.error")
+    assert "ramp: a rate above 0 K/s" in page.inner_text(form + ".message")
+    page.fill(form + "input[name=value]", "26")
+    page.fill(form + "input[name=ramp]", "0.01")  # 100 s of device time, 2 s here
+    page.click(form + "button[type=submit]")
+    page.wait_for_selector(form + ".message.ok")
+    assert "ramp started" in page.inner_text(form + ".message")
+    procedures = CH0 + "form.autotune "
+    wait_text(page, procedures + ".job-state", "to 26 °C at 0.01 K/s")
+    page.screenshot(path=str(shots / "ramp.png"), full_page=True)
+    wait_text(page, procedures + ".job-state", "done", timeout=60_000)
+    wait_value(page, form + "input[name=value]", "26")
+    assert device(bridge, lambda d: d.get_pid())[0]["target"] == 26.0
+    [entry] = api(url, "GET", "/audit").json()[-1:]
+    assert (entry["what"], entry["who"], entry["result"]) == ("ramp", "alice", "ok")
+    assert entry["requested"] == {"target": 26.0, "rate": 0.01, "expect": 25.0}
+    assert page.errors == [], page.errors
 
 
 def test_the_autotune_shows_its_progress_and_abort_restores(page, lab):

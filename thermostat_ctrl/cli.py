@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout-s", type=argtypes.positive, default=600.0, help="default %(default)s")
     c = command("autotune", "relay autotune; Ctrl-C aborts and restores the channel")
     c.add_argument("--target", type=argtypes.number, required=True, help="degC")
-    c.add_argument("--rule", choices=procedures.RULE_NAMES, default=procedures.RULE_NAMES[0],
+    c.add_argument("--rule", choices=procedures.RULE_NAMES, default=procedures.DEFAULT_RULE,
                    help="default %(default)s")
     c.add_argument("--amplitude", type=argtypes.positive, help="relay swing cap (A)")
     c.add_argument("--hysteresis", type=argtypes.positive, help="noise band (K; default measured)")

@@ -266,7 +266,7 @@ class ThermostatRPC:
         return await self._call(procedures.wait_settled(self._driver, ch, tolerance, settle_s,
                                                         timeout_s))
 
-    async def autotune(self, ch: int, target: float, rule: str = "designed",
+    async def autotune(self, ch: int, target: float, rule: str = procedures.DEFAULT_RULE,
                        amplitude: Optional[float] = None, hysteresis: Optional[float] = None,
                        window: float = 3.0, timeout_s: float = 1800.0, apply: bool = False,
                        engage: bool = False, save: bool = False,

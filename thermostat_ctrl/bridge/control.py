@@ -11,9 +11,10 @@ reads the setting, compares it with the value the writer expects to replace,
 writes, reads it back.  The answer and the audit entry carry what was read
 back, never what was asked for.
 
-:meth:`Control.start_procedure` runs the autotune or the step test on a
-channel through :class:`PolledDriver` (every exchange in turn with the
-polls), with progress, an abort and the result kept for the page.
+:meth:`Control.start_procedure` runs the autotune, the step test or a
+setpoint ramp on a channel through :class:`PolledDriver` (every exchange in
+turn with the polls), with progress, an abort and the result kept for the
+page.
 """
 
 import asyncio
@@ -208,7 +209,7 @@ RESOURCES = {r.name: r for r in (
 )}
 
 #: The procedures :meth:`Control.start_procedure` runs on a channel.
-PROCEDURES = ("autotune", "step_test")
+PROCEDURES = ("autotune", "step_test", "ramp")
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -402,27 +403,40 @@ class Control:
         return self.jobs.get((device.name, ch))
 
     async def start_procedure(self, device: Device, ch: int, procedure: str, params: dict,
-                              who: str, client: Optional[str]) -> Job:
-        """Start ``procedure`` (``autotune`` or ``step_test``) on channel
-        ``ch`` with ``params``; Busy when one runs there, DeviceDown when the
+                              who: str, client: Optional[str],
+                              expect: Optional[float] = None) -> Job:
+        """Start ``procedure`` (one of :data:`PROCEDURES`) on channel ``ch``
+        with ``params``; Busy when one runs there, DeviceDown when the
         device does not answer now (one report on the connection), Invalid
-        for bad parameters (checked before anything else is sent)."""
+        for bad parameters (checked before anything else is sent).  For a
+        ramp, ``expect`` is the target it means to leave: Conflict when the
+        device holds another."""
         old = self.jobs.get((device.name, ch))
+        requested = dict(params) if expect is None else {**params, "expect": expect}
         if old is not None and old.running:
             raise Busy("channel {} is busy: {} by {} is running; abort it first".format(
                 ch, old.procedure, old.who))
+
+        async def ready(d: Thermostat) -> Optional[float]:
+            await d.report()  # else the job would start, only to fail at its first exchange
+            if expect is None:
+                return None
+            now = (await d.get_pid())[ch]["target"]
+            return None if same_value(now, expect) else now
         try:
             if device.poller.firmware is None:
                 raise DeviceDown("{} has not answered yet".format(device.name))
-            # Else the job would start, only to fail at its first exchange.
-            await self._on_device(device, lambda d: d.report())
+            stale = await self._on_device(device, ready)
+            if stale is not None:
+                raise Conflict("target changed meanwhile: it is {}, not {} as expected".format(
+                    stale, expect), {"value": stale})
         except WriteError as e:
             await self.record(device, procedure, who, channel=ch, client=client,
-                               requested=dict(params), result=e.result, detail=str(e))
+                               requested=requested, result=e.result, detail=str(e))
             raise
-        job = Job(procedure, who, dict(params))
+        job = Job(procedure, who, requested)
         run = asyncio.get_running_loop().create_task(
-            self._procedure(PolledDriver(device), ch, procedure, params, job),
+            self._procedure(device, ch, procedure, params, job),
             name="{} {} ch{}".format(procedure, device.name, ch))
         # The procedure checks its arguments before its first exchange with
         # the device: one turn of the loop runs it up to there.
@@ -444,11 +458,23 @@ class Control:
                            requested=job.requested, result="started")
         return job
 
-    def _procedure(self, driver: PolledDriver, ch: int, procedure: str, params: dict,
+    def _procedure(self, device: Device, ch: int, procedure: str, params: dict,
                    job: Job) -> Awaitable[dict]:
+        driver = PolledDriver(device)
         if procedure == "autotune":
             return procedures.autotune(driver, ch, on_progress=job.progress.update,
                                        abort=job.abort, **params)
+        if procedure == "ramp":
+            watch = self.watches[device.name]
+
+            def stepped(progress: dict) -> None:
+                # Each step is the bridge's own write: no outside change, and
+                # the rows carry the setpoint of the moment.
+                job.progress.update(progress)
+                watch.accept(ch, {"target": progress["setpoint"]})
+                device.poller.target_written(ch, progress["setpoint"])
+            return procedures.ramp(driver, ch, params["target"], params["rate"],
+                                   on_progress=stepped, abort=job.abort)
         return procedures.step_response(driver, ch, abort=job.abort, **params)
 
     async def _run(self, device: Device, ch: int, job: Job, run: "asyncio.Task[dict]",
@@ -469,8 +495,9 @@ class Control:
                            result=result, detail=detail)
 
     async def abort(self, device: Device, ch: int, who: str, client: Optional[str]) -> bool:
-        """Ask the procedure on channel ``ch`` to stop (it restores the
-        channel); False when none runs."""
+        """Ask the procedure on channel ``ch`` to stop (the autotune and the
+        step test restore the channel; a ramp leaves the target where it
+        got to); False when none runs."""
         job = self.jobs.get((device.name, ch))
         if job is None or not job.running:
             return False

@@ -1,16 +1,12 @@
 """Relay-autotune a Thermostat channel's PID; the model and gains as datasets."""
 
-import inspect
 import logging
 
 import numpy as np
 from artiq.experiment import BooleanValue, EnumerationValue, EnvExperiment, NumberValue
 
 from thermostat_ctrl.artiq import power_up_if_off, setattr_power_up, setattr_thermostat
-from thermostat_ctrl.procedures import RULE_NAMES, autotune
-
-#: The procedure's own default rule.
-DEFAULT_RULE = inspect.signature(autotune).parameters["rule"].default
+from thermostat_ctrl.procedures import DEFAULT_RULE, RULE_NAMES
 
 logger = logging.getLogger(__name__)
 

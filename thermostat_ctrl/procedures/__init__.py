@@ -10,12 +10,12 @@ All count time on the device's sample clock.  Targets outside
 :data:`SAFE_WINDOW` (°C) are refused unless the caller widens it.
 """
 
-from .autotune import RULE_NAMES, autotune
+from .autotune import DEFAULT_RULE, RULE_NAMES, autotune
 from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_target,
                     check_window, get_b_parameter, power_up, samples, wait_settled)
 from .ramp import ramp
 from .step import step_metrics, step_response
 
-__all__ = ["SAFE_WINDOW", "RULE_NAMES", "Aborted", "ChannelState", "ProcedureError",
+__all__ = ["SAFE_WINDOW", "DEFAULT_RULE", "RULE_NAMES", "Aborted", "ChannelState", "ProcedureError",
            "autotune", "check_target", "check_window", "get_b_parameter", "power_up", "ramp",
            "samples", "step_metrics", "step_response", "wait_settled"]

@@ -39,7 +39,7 @@ from .model import ModelError, fit_model
 from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_number,
                     check_target, check_window, samples)
 
-__all__ = ["autotune", "NOISE_SAMPLES", "RULE_NAMES"]
+__all__ = ["autotune", "DEFAULT_RULE", "NOISE_SAMPLES", "RULE_NAMES"]
 
 NOISE_SAMPLES = 48
 #: The relay's convergence: relative standard error of amplitude and period.
@@ -49,7 +49,7 @@ DOUBLET = 0.2
 _SMOOTH = 5  # samples in the moving mean that ends the doublet's halves
 #: The default rule: gains chosen on the identified model by simulating a
 #: target step on the firmware's PID (:mod:`.design`).
-DESIGNED = "designed"
+DEFAULT_RULE = DESIGNED = "designed"
 RULE_NAMES = (DESIGNED,) + tuple(tuning.MODEL_RULES) + tuple(tuning.RULES)
 
 

@@ -288,6 +288,13 @@ class Poller:
         return self._targets_read is None or \
             self._clock() - self._targets_read >= TARGETS_EVERY_S
 
+    def target_written(self, ch: int, value: float) -> None:
+        """Channel ``ch``'s target was just written (and taken) on this
+        connection: the next rows carry it, without waiting for the next
+        read of the targets."""
+        if self.targets is not None:
+            self.targets[ch] = value
+
     async def refresh_details(self) -> None:
         """Fetch the PID targets, gains and output limits (and the hardware
         revision once); a failure here only leaves them as they were.  Only

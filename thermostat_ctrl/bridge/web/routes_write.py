@@ -270,7 +270,8 @@ async def channel_settings(request: Request, device: DevicePath, ch: Channel) ->
 @router.put(CH + "target", response_model=Value, responses=ERRORS)
 async def put_target(request: Request, device: DevicePath, ch: Channel, body: TargetIn,
                      who: Writer = Depends(writer)) -> Any:
-    """Set the PID target (°C); answers the target read back."""
+    """Set the PID target (°C) at once; answers the target read back (for a
+    limited rate: `POST .../ramp`)."""
     return await _write(request, who, device, "target", ch, body)
 
 

@@ -1,8 +1,9 @@
 // The device page's controls: per channel the device's settings (read from
 // the device) and forms that change them through the bridge's write API, the
-// autotune with its progress, the write-token prompt and the device's audit
-// trail.  live.js tells this script which device is shown ("thermostat:route")
-// and passes on the stream's status and procedure events.
+// procedures (autotune, step test, ramp) with their progress, the write-token
+// prompt and the device's audit trail.  live.js tells this script which device
+// is shown ("thermostat:route") and passes on the stream's status and procedure
+// events.
 //
 // A write carries the token in its Authorization header only; the token is
 // kept in this tab's sessionStorage (gone when the tab closes), never in a
@@ -192,6 +193,8 @@
       // A target, gain or limit seen changed (by anyone): read the settings again.
       for (const ch of [0, 1]) {
         const s = this.settings[ch];
+        // (a running procedure moves the target itself; its end reads them again)
+        if (this.jobs[ch] && this.jobs[ch].running) continue;
         if (!s || s.error || this.busy === ch) {
           if (s && s.error && status.status === "ok") this.load(ch);
           continue;
@@ -262,6 +265,13 @@
         form.append(el("label", { class: "field" }, el("span", { class: "label" }, label), input,
                        el("span", { class: "unit" }, unit)));
       }
+      if (key === "target") {
+        // Empty: the target is set at once; a rate: the bridge ramps it there.
+        inputs.ramp = el("input", { type: "number", step: "any", min: "0", name: "ramp", placeholder: "at once",
+                                    "aria-label": "Target ramp rate", inputmode: "decimal" });
+        form.append(el("label", { class: "field" }, el("span", { class: "label" }, "ramp"), inputs.ramp,
+                       el("span", { class: "unit" }, "K/s")));
+      }
       form.append(el("div", { class: "actions" }, el("button", { type: "submit", class: "write" }, key === "target" ? "Set" : "Apply")),
                   this.message(messages, key, ch));
       return form;
@@ -290,6 +300,13 @@
         values[name] = v;
       }
       if (!Object.keys(values).length) { this.say(ch, key, false, "nothing changed"); return; }
+      const rampText = inputs.ramp ? inputs.ramp.value.trim() : "";
+      if (rampText !== "") {
+        const rate = Number(rampText);
+        if (!(rate > 0) || !Number.isFinite(rate)) { this.say(ch, key, false, "ramp: a rate above 0 K/s, or empty to set the target at once"); return; }
+        this.write(ch, key, "POST", "ramp", { target: values.value, rate, expect: now.value });
+        return;
+      }
       const expect = {};
       for (const k of Object.keys(values)) expect[k] = now[k];
       const body = key === "target" ? { value: values.value, expect: now.value } : { ...values, expect };
@@ -351,7 +368,7 @@
                                            " °C for several minutes, then puts it back. Start?",
                                            () => this.write(ch, "autotune", "POST", "autotune", { target: t, rule: rule.value }));
                                 } },
-                      el("h3", {}, "Autotune and step test"),
+                      el("h3", {}, "Procedures"),
                       el("label", { class: "field" }, el("span", { class: "label" }, "at"), target, el("span", { class: "unit" }, "°C")),
                       el("label", { class: "field" }, el("span", { class: "label" }, "rule"), rule),
                       el("div", { class: "actions" },
@@ -391,6 +408,7 @@
       if (p.cycles != null) parts.push(p.cycles + " cycles");
       if (p.amplitude != null) parts.push("amplitude " + show(p.amplitude) + " K");
       if (p.period != null) parts.push("period " + show(p.period) + " s");
+      if (p.setpoint != null) parts.push("target " + show(p.setpoint) + " °C, to " + show(p.target) + " °C at " + show(p.rate) + " K/s");
       if (p.remaining_s != null && job.running) parts.push("about " + Math.round(p.remaining_s) + " s left");
       const view = el("div", { class: "job" + (job.running ? " running" : ""), role: "status" },
                       el("progress", job.running ? {} : { value: 1, max: 1 }), el("span", { class: "job-state" }, parts.join(" · ")));
@@ -442,9 +460,11 @@
       if (!this.canWrite) return false;
       const r = await call(method, this.base(ch) + path, body, token());
       if (r.ok) {
-        const started = path === "autotune" || path === "step_test";
+        const started = ["autotune", "step_test", "ramp"].includes(path);
+        const aborted = path === "abort" && this.jobs[ch];
         if (started) this.jobs[ch] = r.data;
-        this.say(ch, key, true, started ? path.replace("_", " ") + " started" : path === "abort" ? "aborting: the channel is being restored"
+        this.say(ch, key, true, started ? path.replace("_", " ") + " started" + (path === "ramp" ? "; its progress and Abort are under Procedures" : "")
+                 : aborted ? (aborted.procedure === "ramp" ? "aborting: the target stays where the ramp has brought it" : "aborting: the channel is being restored")
                  : "done; the device now has " + Object.entries(r.data).map(([k, v]) => k + " " + show(v)).join(", "));
         this.refreshAudit();
         if (!started && path !== "abort") await this.load(ch);
