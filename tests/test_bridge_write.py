@@ -434,6 +434,7 @@ async def test_autotune_runs_reports_progress_and_is_audited(tmp_path):
         before = await channel_state(client)
         r = await client.post(CH0 + "autotune", json={"target": 25.0}, headers=AS_ALICE)
         assert r.status_code == 202 and r.json()["running"] and r.json()["who"] == "alice"
+        assert r.json()["requested"]["rule"] == "designed"  # the default of every front end
         # While it runs the channel is the procedure's.
         busy = await client.put(CH0 + "target", json={"value": 25.5}, headers=AS_BOB)
         assert busy.status_code == 409 and "autotune by alice" in busy.json()["detail"]
