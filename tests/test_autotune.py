@@ -12,7 +12,7 @@ import pytest
 from procedures_kit import EXAMPLE_GAINS, PLANTS, bench, state
 from thermostat_ctrl import procedures
 from thermostat_ctrl.procedures import design, model, tuning
-from thermostat_ctrl.simulator.physics import Pid
+from thermostat_ctrl.simulator.physics import NOISE_K, Pid
 
 SPEED = 40.0  # a loaded host stalls for tens of ms: at 100x a light plant runs away meanwhile
 
@@ -59,6 +59,7 @@ async def test_model_and_gains_repeat_over_noise_seeds(plant):
         assert np.max(np.abs(np.array(values) / mean - 1)) < 0.10, (name, values)
     for r in runs:
         assert max(r["model"]["errors"].values()) < model.CONFIDENCE
+        assert r["noise_k"] == pytest.approx(NOISE_K, rel=0.1)  # the gains' noise budget
         assert r["output_noise_a"] <= design.OUTPUT_NOISE * 1.0 + 1e-9  # 1 A limits
     # the physics the simulator has: 12 K/A at 0 A, C·R time constant, 1 s sensor lag
     assert np.mean(figures["K"]) == pytest.approx(12.0, rel=0.05)
@@ -314,6 +315,18 @@ def test_noise_sigma_ignores_drift():
     x = np.linspace(20, 25, 500) + 0.001 * np.linspace(0, 10, 500) ** 2 + rng.normal(0, 0.003,
                                                                                        500)
     assert tuning.noise_sigma(x) == pytest.approx(0.003, rel=0.15)
+
+
+def test_fast_noise_ignores_a_slow_part_and_missed_samples():
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 300, 0.119)
+    t = t[rng.random(t.size) > 0.3]  # a host that misses 30 % of the samples
+    slow = 0.05 * np.sin(2 * np.pi * t / 30) + 0.002 * t  # what a model leaves, slowly
+    x = slow + rng.normal(0, 0.003, t.size)
+    assert model.fast_noise(t, x) == pytest.approx(0.003, rel=0.05)
+    assert np.std(x) > 0.01  # the slow part alone would dwarf the noise
+    with pytest.raises(ValueError, match="three samples within"):
+        model.fast_noise([0.0, 10.0, 20.0], [1.0, 2.0, 3.0])
 
 
 # --------------------------------------------------- model fit and design

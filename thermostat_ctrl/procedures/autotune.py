@@ -12,7 +12,8 @@
 4. *fitting*: a second-order-plus-dead-time model with the TEC's Joule heat
    fitted to the whole record (:func:`.model.fit_model`), the commands placed
    on the device's clock; a ProcedureError when the record does not
-   determine it.
+   determine it.  The sensor noise the gains must not amplify too much is
+   measured again in the fit's residuals (every sample of the record).
 5. *designing*: gains for every rule, in per-second and per-sample
    (firmware) units; the default rule ``"designed"`` chooses them by
    simulating a target step on the firmware's PID (:mod:`.design`).
@@ -321,20 +322,15 @@ class _Run:
                              tolerance=RELAY_TOLERANCE, noise=noise)
         await self.relay(first, "relay", max_cycles, low, high, remaining)
         ultimate = tuning.analyse(first)
-        quiet = len(self.record)
         await self.doublet(first.bias, DOUBLET * min(first.cool, first.heat),
                            self.window / 3, noise, low, high)
         self.progress(state="fitting")
         t, y, u = zip(*self.record)
         ts = float(np.median(self.intervals))
         driven = (self.command_times(), [amps for _, amps in self.commands])
-        # the noise again, on the quiet parts (no relay bends) and only across samples in a
-        # row (a missed one makes a bend of the slope): a few %, where 48 samples give 10
-        quiet_parts = (slice(0, len(noise_samples)), slice(quiet, None))
-        sensor = tuning.noise_sigma(*(run for part in quiet_parts
-                                      for run in _unbroken(t[part], y[part], ts)))
         model = await asyncio.get_running_loop().run_in_executor(
             None, fit_model, t, y, driven, first.bias, ultimate.pu)
+        sensor = model.noise  # from every sample: a few %, where the first 48 give 10
         self.progress(state="designing")
         try:
             designed = await asyncio.get_running_loop().run_in_executor(
@@ -364,12 +360,6 @@ class _Run:
             "duration_s": self.elapsed,
             "data": {"time": list(t), "temperature": list(y), "current": list(u)},
         }
-
-
-def _unbroken(t, y, ts: float) -> list:
-    """``y`` cut where a sample is missing from ``t`` (sample period ``ts``)."""
-    cuts = [i + 1 for i, dt in enumerate(np.diff(t)) if dt > 1.5 * ts]
-    return [y[a:b] for a, b in zip([0] + cuts, cuts + [len(y)]) if b - a >= 3]
 
 
 def _slowed(times: list, sums: list, start: float, noise: float) -> bool:
