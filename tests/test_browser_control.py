@@ -5,7 +5,8 @@ device.
 Skipped, with the reason, where Playwright or Chromium cannot run.
 Screenshots are saved in the test run's temporary folder; with
 ``UPDATE_SCREENSHOTS=1`` the settings panel is also written to
-``scripts/screenshots/settings-panel.png`` (the README's).
+``scripts/screenshots/settings-panel.png`` and a ramp under way to
+``scripts/screenshots/ramp.png`` (the README's).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not 
 
 ROOT = Path(__file__).resolve().parent.parent
 README_SHOT = ROOT / "scripts" / "screenshots" / "settings-panel.png"
+RAMP_SHOT = ROOT / "scripts" / "screenshots" / "ramp.png"
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdefgh"
 TOKENS = (("alice", ALICE), ("bob", BOB))
@@ -269,6 +271,8 @@ def test_a_target_ramped_from_the_page_shows_its_progress(page, lab):
     procedures = CH0 + "form.autotune "
     wait_text(page, procedures + ".job-state", "to 26 °C at 0.01 K/s")
     page.screenshot(path=str(shots / "ramp.png"), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        page.locator(CH0 + ".settings").screenshot(path=str(RAMP_SHOT))
     wait_text(page, procedures + ".job-state", "done", timeout=60_000)
     wait_value(page, form + "input[name=value]", "26")
     assert device(bridge, lambda d: d.get_pid())[0]["target"] == 26.0

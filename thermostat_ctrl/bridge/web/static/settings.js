@@ -408,7 +408,7 @@
       if (p.cycles != null) parts.push(p.cycles + " cycles");
       if (p.amplitude != null) parts.push("amplitude " + show(p.amplitude) + " K");
       if (p.period != null) parts.push("period " + show(p.period) + " s");
-      if (p.setpoint != null) parts.push("target " + show(p.setpoint) + " °C, to " + show(p.target) + " °C at " + show(p.rate) + " K/s");
+      if (p.setpoint != null) parts.push("target " + p.setpoint.toFixed(3) + " °C, to " + show(p.target) + " °C at " + show(p.rate) + " K/s");
       if (p.remaining_s != null && job.running) parts.push("about " + Math.round(p.remaining_s) + " s left");
       const view = el("div", { class: "job" + (job.running ? " running" : ""), role: "status" },
                       el("progress", job.running ? {} : { value: 1, max: 1 }), el("span", { class: "job-state" }, parts.join(" · ")));
