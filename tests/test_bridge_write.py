@@ -596,6 +596,20 @@ async def test_a_device_reset_stops_the_ramp_and_names_the_target(writable):
     assert ended["result"] == "failed" and "rebooted" in ended["detail"]
 
 
+async def test_a_ramp_goes_on_after_the_connection_is_lost_for_a_while(writable):
+    bridge, client = writable
+    await ramp_under_way(client, 26.0, 25.1)
+    sim = only(bridge).simulation.sim
+    sim.faults.refuse = True  # away for a moment, then back, still holding the target
+    sim.drop_connections()
+    await wait_for(lambda: _state_is(client, "reconnecting"), timeout=30,
+                   what="the ramp waiting for the device", interval=0.02)
+    sim.faults.refuse = False
+    job = await wait_for(lambda: _ended(client), timeout=60, what="the ramp's end")
+    assert job["error"] is None and job["progress"]["state"] == "done", job
+    assert (await device_settings(bridge))[0]["target"] == 26.0
+
+
 @pytest.mark.parametrize("body, field", [({"target": 26.0, "rate": 0}, "rate"),
                                          ({"target": 26.0, "rate": -0.1}, "rate"),
                                          ({"target": 26.0}, "rate"),
