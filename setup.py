@@ -17,6 +17,7 @@ setup(
                                                  "static/uplot/*"]},
     install_requires=[
         "numpy>=1.25",
+        "async-timeout>=4; python_version < '3.11'",  # asyncio.timeout before 3.11
         "scipy>=1.10",  # least squares of the autotune's model fit
         "fastapi>=0.110",
         "uvicorn>=0.27",

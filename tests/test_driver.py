@@ -247,6 +247,22 @@ async def test_concurrent_commands_are_serialised(dev):
     assert "temperature" in results[5][1]
 
 
+async def test_a_polling_loop_stops_at_the_first_cancel(dev):
+    """A reply already read when the task is cancelled: the cancellation
+    still wins (asyncio.wait_for before Python 3.12 returned the reply and
+    dropped it, and a loop of polls ran on)."""
+    async def polls():
+        while True:
+            await dev.report()
+    for delay_ms in range(20):  # cancelled at different points of an exchange
+        task = asyncio.ensure_future(polls())
+        await asyncio.sleep(delay_ms / 10000)
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        assert task.cancelled(), "a cancellation was dropped after {} ms".format(delay_ms / 10)
+    assert "temperature" in (await dev.report())[0]  # and the driver is in step again
+
+
 async def test_closed_loop_settles_on_target(firmware):
     async with Simulator(firmware=firmware, speed=400, seed=2) as sim, \
             Thermostat("127.0.0.1", sim.port, timeout=1.0) as dev:

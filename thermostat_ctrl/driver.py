@@ -13,8 +13,17 @@ return shapes are the same for both dialects.
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any, Callable, Optional, Union
+
+# Not asyncio.wait_for: before Python 3.12 it returns a reply that arrives as
+# the task is cancelled and drops the cancellation, so a polling loop could
+# not be stopped.
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:
+    from async_timeout import timeout as _timeout
 
 from . import protocol
 from .protocol import Command, DeviceError, ProtocolError
@@ -124,8 +133,9 @@ class Thermostat:
                     self.host, self.port, self._last_error, wait))
         began = time.monotonic()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=8192), self.timeout)
+            async with _timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, limit=8192)
             if self._firmware_setting == "auto":
                 self._firmware = await self._detect_firmware()
         except (OSError, asyncio.TimeoutError, ProtocolError, ValueError) as e:
@@ -149,10 +159,12 @@ class Thermostat:
     async def _send_and_read(self, command: Command, replies: int) -> list:
         assert self._writer is not None and self._reader is not None
         self._writer.write(command.line)
-        await asyncio.wait_for(self._writer.drain(), self.timeout)
+        async with _timeout(self.timeout):
+            await self._writer.drain()
         lines = []
         for _ in range(replies):
-            line = await asyncio.wait_for(self._reader.readline(), self.timeout)
+            async with _timeout(self.timeout):
+                line = await self._reader.readline()
             if not line.endswith(b"\n"):
                 # A lost connection (device reset, no free socket, a line cut
                 # short), not a garbled reply: a ConnectionError, not a ProtocolError.
@@ -321,7 +333,8 @@ class Thermostat:
             await self._ensure_connected()
             try:
                 self._writer.write(protocol.reset().line)
-                await asyncio.wait_for(self._writer.drain(), self.timeout)
+                async with _timeout(self.timeout):
+                    await self._writer.drain()
             except (OSError, asyncio.TimeoutError) as e:
                 raise _io_error(e, "sending reset") from e
             finally:
