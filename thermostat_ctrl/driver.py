@@ -13,19 +13,11 @@ return shapes are the same for both dialects.
 
 import asyncio
 import logging
-import sys
 import time
 from typing import Any, Callable, Optional, Union
 
-# Not asyncio.wait_for: before Python 3.12 it returns a reply that arrives as
-# the task is cancelled and drops the cancellation, so a polling loop could
-# not be stopped.
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:
-    from async_timeout import timeout as _timeout
-
 from . import protocol
+from .aio import timeout as _timeout
 from .protocol import Command, DeviceError, ProtocolError
 
 logger = logging.getLogger(__name__)

@@ -43,15 +43,6 @@ EXCLUSIVE_MIN_S = 0.005
 T = TypeVar("T")
 
 
-async def cancel_task(task: asyncio.Task) -> None:
-    """Cancel ``task`` and wait until it has ended."""
-    # asyncio.wait_for (Python < 3.12) can swallow a cancellation that races
-    # with a reply, so cancel until the task has really ended.
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
-
-
 class PollError(Exception):
     """A poll failed; ``reason`` is the counter label."""
 

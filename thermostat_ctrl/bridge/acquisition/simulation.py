@@ -15,7 +15,7 @@ from typing import Optional
 
 from ...driver import Thermostat
 from ...simulator import Simulator
-from .poller import cancel_task
+from ...aio import cancel_task
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ import logging
 import threading
 from typing import Callable, Optional
 
+from ...aio import cancel_task
 from ...driver import Thermostat
-from .poller import Poller, cancel_task
+from .poller import Poller
 
 logger = logging.getLogger(__name__)
 

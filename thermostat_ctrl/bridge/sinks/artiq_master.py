@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from ... import protocol
+from ...aio import timeout
 from ...artiq.datasets import WINDOW_S, LiveWindow, live_values
 from .influx import SinkState
 
@@ -148,8 +149,8 @@ class ArtiqMasterSink:
         for target in TARGETS:
             client = AsyncioClient()
             try:
-                await asyncio.wait_for(
-                    client.connect_rpc(self.host, self.port, target), TIMEOUT_S)
+                async with timeout(TIMEOUT_S):
+                    await client.connect_rpc(self.host, self.port, target)
             except Exception as e:  # IncompatibleServer: no such target on this master
                 await _close(client)
                 if isinstance(e, (OSError, asyncio.TimeoutError)):
@@ -200,12 +201,13 @@ class ArtiqMasterSink:
         metadata = METADATA.get(key.rpartition(".")[2])
         if metadata is not None and self._metadata:
             try:
-                await asyncio.wait_for(client.set(key, value, persist=False,
-                                                  metadata=metadata), TIMEOUT_S)
+                async with timeout(TIMEOUT_S):
+                    await client.set(key, value, persist=False, metadata=metadata)
                 return
             except TypeError:  # an older master: set(key, value, persist)
                 self._metadata = False
-        await asyncio.wait_for(client.set(key, value, persist=False), TIMEOUT_S)
+        async with timeout(TIMEOUT_S):
+            await client.set(key, value, persist=False)
 
     def _failed(self, error: Exception, backoff: float) -> None:
         message = "{}: {}".format(type(error).__name__, error) if str(error) else \

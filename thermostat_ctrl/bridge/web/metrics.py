@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from ..runtime import Bridge
 from ..status import (CONNECTIONS, REGULATION_STATES, ChannelStatus, DeviceStatus,
-                      device_status, fresh_sample)
+                      device_status)
 
 CACHED = " (latest cached poll of the bridge)"
 
@@ -61,7 +61,11 @@ class BridgeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families of one scrape."""
         devices = list(self.bridge.devices.values())
-        fresh = {d.name: fresh_sample(d) for d in devices}
+        statuses = [device_status(self.bridge, d) for d in devices]
+        # The readings by the same look at the clock as thermostat_up: never a
+        # device down with its values still exported, or the other way round.
+        fresh = {d.name: d.poller.latest if status.connection == "fresh" else None
+                 for d, status in zip(devices, statuses)}
         for field, (name, documentation) in CHANNEL_METRICS.items():
             family = GaugeMetricFamily(name, documentation + CACHED, labels=["device", "channel"])
             for device in devices:
@@ -85,14 +89,13 @@ class BridgeCollector(Collector):
         if targets.samples:
             yield targets
         yield from self._limits(devices, fresh)
-        yield from self._device_state(devices)
+        yield from self._device_state(devices, statuses)
         yield from self._alarms()
         yield from self._bus()
         if self.bridge.sinks:
             yield from self._sinks()
 
-    def _device_state(self, devices: list) -> Iterator[Metric]:
-        statuses = [device_status(self.bridge, d) for d in devices]
+    def _device_state(self, devices: list, statuses: list) -> Iterator[Metric]:
 
         def family(kind, name: str, field: str, labels=("device",)) -> Metric:
             return kind(name, DeviceStatus.model_fields[field].description, labels=list(labels))

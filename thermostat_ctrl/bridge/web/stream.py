@@ -35,6 +35,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.concurrency import run_in_threadpool
 
+from ...aio import timeout
 from ..acquisition.bus import SampleBus
 from ..runtime import Bridge, Device
 from . import render
@@ -174,8 +175,8 @@ async def _device_events(bridge: Bridge, device: Device, after: Optional[int],
         next_status = loop.time() + every
         while True:
             try:
-                batch = await asyncio.wait_for(subscription.next(),
-                                               max(0.0, next_status - loop.time()))
+                async with timeout(max(0.0, next_status - loop.time())):
+                    batch = await subscription.next()
             except asyncio.TimeoutError:
                 batch = []
             if batch is None:
