@@ -72,7 +72,9 @@ class Watched:
         self.page.goto("{}/#device={}".format(self.url, name))
         self.page.wait_for_function(
             "() => window.liveView && liveView.plots && liveView.plots.length === 10"
-            " && liveView.live.ts.length > 5 && liveView.status")
+            " && liveView.live.ts.length > 5 && liveView.status"
+            # both channels' settings read (a device hung before then would answer 503)
+            " && document.querySelectorAll('.settings details').length === 2")
         return self.page
 
     def close(self):
