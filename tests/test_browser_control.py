@@ -222,7 +222,8 @@ def test_a_change_made_on_the_device_shows_as_outside_change(page, lab):
     wait_until(lambda: any(OUTSIDE in r and "27.25" in r for r in audit_rows(page)), 30,
                "the outside change on the page")
     # The panel follows the device.
-    wait_value(page, '.channel[data-channel="1"] form[data-group=target] input[name=value]', "27.25")
+    wait_value(page, '.channel[data-channel="1"] form[data-group=target] input[name=value]',
+               "27.25")
 
 
 def test_a_race_between_two_writers_is_a_409_shown_on_the_page(page, lab):

@@ -16,6 +16,6 @@ from .basic import (SAFE_WINDOW, Aborted, ChannelState, ProcedureError, check_ta
 from .ramp import ramp
 from .step import step_metrics, step_response
 
-__all__ = ["SAFE_WINDOW", "DEFAULT_RULE", "RULE_NAMES", "Aborted", "ChannelState", "ProcedureError",
-           "autotune", "check_target", "check_window", "get_b_parameter", "power_up", "ramp",
-           "samples", "step_metrics", "step_response", "wait_settled"]
+__all__ = ["SAFE_WINDOW", "DEFAULT_RULE", "RULE_NAMES", "Aborted", "ChannelState",
+           "ProcedureError", "autotune", "check_target", "check_window", "get_b_parameter",
+           "power_up", "ramp", "samples", "step_metrics", "step_response", "wait_settled"]

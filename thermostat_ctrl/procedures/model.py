@@ -18,12 +18,12 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["CONFIDENCE", "Model", "ModelError", "fit_model"]
+__all__ = ["CONFIDENCE", "Model", "ModelError", "fit_model", "fast_noise"]
 
 #: The largest relative standard error of K, T and L a model may have.
 CONFIDENCE = 0.05
-#: The residuals' slow part (what the model does not quite explain) is their
-#: mean over this many seconds around each sample; the rest is the noise.
+#: The residuals' slow part (what the model does not quite explain) is a line
+#: through the samples within this many seconds around each; the rest is the noise.
 NOISE_WINDOW_S = 2.0
 
 
@@ -139,7 +139,11 @@ def fit_model(t, temperature, driven, operating: float, period: float) -> Model:
     if not gain > 0:
         raise ModelError("the temperature did not respond to the current as a heater/cooler"
                          " should (gain {:.3g} K/A): check the polarity".format(gain))
-    model = Model(gain, t1, t2, lag, noise=fast_noise(rec.rel, res))
+    try:
+        noise = fast_noise(rec.rel, res)
+    except ValueError as e:  # samples too far apart
+        raise ModelError("no sensor noise from the record: {}".format(e)) from None
+    model = Model(gain, t1, t2, lag, noise=noise)
     model.errors = _errors(rec, model, coef, res)
     vague = {name: e for name, e in model.errors.items() if not e < CONFIDENCE}
     if vague:

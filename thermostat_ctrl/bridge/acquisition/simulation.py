@@ -13,9 +13,9 @@ import asyncio
 import logging
 from typing import Optional
 
+from ...aio import cancel_task
 from ...driver import Thermostat
 from ...simulator import Simulator
-from ...aio import cancel_task
 
 logger = logging.getLogger(__name__)
 
