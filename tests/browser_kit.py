@@ -6,6 +6,7 @@
 * :func:`read_events` / :func:`open_stream`: a Server-Sent Events reader.
 * :func:`launch_chromium`: Debian's Chromium driven by Playwright, or a
   skip with the reason when either is missing.
+* :func:`record_errors`: a page's console errors and uncaught exceptions.
 """
 
 import contextlib
@@ -91,3 +92,18 @@ def launch_chromium(playwright):
                                           args=["--no-sandbox", "--disable-gpu"])
     except Exception as e:  # Playwright reports a browser that will not start this way
         pytest.skip("Chromium does not start here: {}".format(str(e).splitlines()[0]))
+
+
+def record_errors(page) -> list:
+    """The list, kept up to date, of ``page``'s console errors and uncaught
+    exceptions; a failed load names its URL (Chromium's own message does not)."""
+    errors: list = []
+
+    def console(message):
+        if message.type == "error":
+            where = message.location.get("url") if message.text.startswith("Failed to load") else ""
+            errors.append(message.text + (": " + where if where else ""))
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import launch_chromium, served_bridge
+from browser_kit import launch_chromium, record_errors, served_bridge
 from harness import FIRST, wait_until
 from thermostat_ctrl.bridge.audit import OUTSIDE
 from thermostat_ctrl.driver import Thermostat
@@ -63,10 +63,7 @@ def page(browser, lab):
     bridge, url, shots = lab
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    errors = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.errors = errors
+    page.errors = record_errors(page)
     yield page
     context.close()
 

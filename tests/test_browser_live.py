@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import served_bridge
+from browser_kit import record_errors, served_bridge
 from harness import FIRST, now_ms, wait_until
 
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed"
@@ -58,9 +58,7 @@ class Watched:
     def __init__(self, browser, url, **context):
         self.context = browser.new_context(viewport=VIEWPORT, **context)
         self.page = self.context.new_page()
-        self.errors, self.requests = [], []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.errors, self.requests = record_errors(self.page), []
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.url = url
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from browser_kit import served_bridge
+from browser_kit import record_errors, served_bridge
 from harness import FIRST, now_ms, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,7 @@ def page(browser, lab):
     bridge, url, shots = lab
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
-    page.errors = []
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.errors = record_errors(page)
     page.goto("{}/#device={}".format(url, FIRST))
     yield page
     context.close()
