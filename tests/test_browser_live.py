@@ -110,8 +110,11 @@ def test_overview_and_page_load_with_no_error_and_nothing_from_elsewhere(watched
     page.goto(url + "/")
     page.wait_for_selector(".card[data-device='{}'] .state".format(SECOND))
     for name in bridge.devices:
-        card = page.locator(".card[data-device='{}']".format(name))
-        assert "LIVE" in card.inner_text() and "°C" in card.inner_text()
+        # (waited for: on a loaded host a poll may come late, and the card
+        # rightly says STALE for a moment)
+        page.wait_for_function("name => { const t = document.querySelector("
+                               "`.card[data-device='${name}']`).innerText;"
+                               " return t.includes('LIVE') && t.includes('°C'); }", arg=name)
     # A sparkline per device and channel, for a wall screen.
     page.wait_for_function("() => document.querySelectorAll('.card canvas.spark').length === {}"
                            .format(2 * len(bridge.devices)))
@@ -228,7 +231,16 @@ def test_statistics_agree_with_series_over_the_same_window(watched, lab):
 
 def test_a_hung_device_shows_stale_then_disconnected_and_recovers(watched, lab):
     bridge, url, shots = lab
-    sim = bridge.devices[SECOND].simulation.sim
+    simulation = bridge.devices[SECOND].simulation
+    # Its targets stay put: a target step makes the page read the settings,
+    # and a read under way when the device hangs is rightly answered 503.
+    for ch in (0, 1):
+        simulation.hold(ch)
+    sim = simulation.sim
+    poller = bridge.devices[SECOND].poller
+    device_targets = lambda: [c.pid.target for c in sim.device.channels]  # noqa: E731
+    wait_until(lambda: poller.targets == device_targets(), 10,
+               "the poller to read the targets the device holds")
     page = watched.open_device(SECOND)
     strip = page.locator("#strip .state")
     assert strip.inner_text() == "LIVE"

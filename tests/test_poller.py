@@ -10,6 +10,7 @@ import pytest
 
 from harness import now_ms, polled, read_log, running_bridge, wait_for
 from thermostat_ctrl.bridge.acquisition.bus import SampleBus
+from thermostat_ctrl.bridge.acquisition import poller as poller_module
 from thermostat_ctrl.bridge.acquisition.poller import Poller
 from thermostat_ctrl.bridge.status import fresh_sample
 from thermostat_ctrl.simulator import Simulator
@@ -22,8 +23,10 @@ class _FakeDriver:
 
     connected, firmware = True, "2025"
 
-    def __init__(self, delays):
+    def __init__(self, delays, pid_s=0.0):
         self.delays = delays
+        self.pid_s = pid_s  # seconds get_pid() takes
+        self.target = 25.0
         self.calls = []
 
     async def report(self):
@@ -32,7 +35,8 @@ class _FakeDriver:
         return [{"channel": ch, "temperature": 25.0, "pid_engaged": True} for ch in (0, 1)]
 
     async def get_pid(self):
-        return [{"channel": ch, "target": 25.0} for ch in (0, 1)]
+        await asyncio.sleep(self.pid_s)
+        return [{"channel": ch, "target": self.target} for ch in (0, 1)]
 
     async def get_output(self):
         return [{"channel": ch, "max_i_pos": 1.0, "max_i_neg": 1.0, "max_v": 4.0}
@@ -79,6 +83,27 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     assert np.isnan(samples[0].values[-2:]).all()
     assert all(s.values[-2:].tolist() == [25.0, 25.0] for s in samples[1:])
 
+
+
+async def test_targets_that_never_fit_between_two_polls_are_still_read(monkeypatch):
+    # get_pid takes 1.5 periods: more than any gap between two polls.
+    period = 0.1
+    monkeypatch.setattr(poller_module, "DETAILS_LATE_S", 0.5)
+    driver = _FakeDriver({}, pid_s=1.5 * period)
+    poller = Poller("dev", SampleBus(), period)
+    task = asyncio.ensure_future(poller.run(driver))
+    try:
+        await wait_for(lambda: poller.targets == [25.0, 25.0], what="the first targets")
+        driver.target = 26.0  # changed by another client
+        await wait_for(lambda: poller.targets == [26.0, 26.0], what="the changed targets")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # They were read at the cost of polls skipped, never of the grid.
+    start = driver.calls[0]
+    slots = [(t - start) / period for t in driver.calls]
+    assert all(abs(s - round(s)) < 0.4 for s in slots), slots
+    assert poller.skipped >= 1
 
 
 #: Poll period of the lab tests with misbehaving devices.

@@ -31,6 +31,13 @@ logger = logging.getLogger(__name__)
 # rows' setpoint, and the error plotted against it, that close to the truth,
 # for one extra exchange per second.
 TARGETS_EVERY_S = 1.0
+# They wait for a gap between polls with room for twice the last read's
+# time, but never longer than this: then they are read after the next poll
+# all the same, and a poll they make late is skipped (and counted).  Without
+# it, one read that took more than half a period (a slow link, or a loaded
+# host for a moment) kept the next ones waiting for a gap that never came: a
+# frozen setpoint column and no change by another client seen.
+DETAILS_LATE_S = 5.0
 # Polls this close together (ms) get distinct, increasing timestamps.
 COLLISION_MS = 10
 # An exchange of :meth:`Poller.exclusive` starts only when the next poll is
@@ -172,17 +179,22 @@ class Poller:
             except PollError:
                 pass  # counted and logged by _poll
             # The next poll is the first instant not yet passed; those missed are skipped.
-            elapsed = (self._clock() - start) / self.period
-            following = max(n + 1, math.ceil(elapsed - 1e-9))
-            self.skipped += following - n - 1
-            n = following
+            following = self._first_instant_ahead(start, n + 1)
             if self._details_due():
-                # In the time left before the next poll, never in a poll's own
-                # time: reading them must not make a poll late.
-                slack = start + n * self.period - self._clock()
-                if slack > max(self.period / 2, 2 * self._details_duration):
+                # In the time left before the next poll, so that reading them
+                # does not make a poll late, unless they are overdue.
+                slack = start + following * self.period - self._clock()
+                if slack > max(self.period / 2, 2 * self._details_duration) or \
+                        self._details_overdue():
                     async with self._lock:
                         await self.refresh_details()
+                    following = self._first_instant_ahead(start, following)
+            self.skipped += following - n - 1
+            n = following
+
+    def _first_instant_ahead(self, start: float, n: int) -> int:
+        """The first poll instant, ``n`` or after, not yet passed."""
+        return max(n, math.ceil((self._clock() - start) / self.period - 1e-9))
 
     # ------------------------------------------------------------------ poll
 
@@ -278,6 +290,12 @@ class Poller:
     def _details_due(self) -> bool:
         return self._targets_read is None or \
             self._clock() - self._targets_read >= TARGETS_EVERY_S
+
+    def _details_overdue(self) -> bool:
+        # Not while the device fails to answer polls: the read would fail too.
+        return self.last_error is None and (
+            self._targets_read is None or
+            self._clock() - self._targets_read >= DETAILS_LATE_S)
 
     def target_written(self, ch: int, value: float) -> None:
         """Channel ``ch``'s target was just written (and taken) on this

@@ -88,6 +88,7 @@
       this.who = null;             // the token's name once checked
       this.device = null;          // the device shown, or null
       this.settings = [null, null];
+      this.reads = { running: [null, null], again: [false, false] };
       this.jobs = {};
       this.auditTimer = null;
       this.lastAudit = "";
@@ -113,6 +114,7 @@
     route(name) {
       this.device = name;
       this.settings = [null, null];
+      this.reads = { running: [null, null], again: [false, false] };
       this.jobs = {};
       clearInterval(this.auditTimer);
       if (!name) return;
@@ -180,12 +182,29 @@
 
     // --------------------------------------------------------- settings
 
-    async load(ch) {
+    // Read channel ch's settings from the device.  One read per channel at a
+    // time: a call while one runs (a status event comes every poll) asks for
+    // one more read after it, and its promise settles when that one has.
+    load(ch) {
+      const reads = this.reads;
+      reads.again[ch] = true;
+      if (!reads.running[ch]) reads.running[ch] = this.readWhileAsked(ch, reads);
+      return reads.running[ch];
+    }
+
+    async readWhileAsked(ch, reads) {
       const device = this.device;
-      const r = await call("GET", this.base(ch) + "settings", undefined);
-      if (device !== this.device) return;
-      this.settings[ch] = r.ok ? r.data : { error: reason(r) };
-      this.render(ch);
+      try {
+        while (reads.again[ch] && device === this.device) {
+          reads.again[ch] = false;
+          const r = await call("GET", this.base(ch) + "settings", undefined);
+          if (device !== this.device) break;
+          this.settings[ch] = r.ok ? r.data : { error: reason(r) };
+          this.render(ch);
+        }
+      } finally {
+        reads.running[ch] = null;
+      }
     }
 
     onStatus({ name, status }) {
