@@ -238,8 +238,7 @@ def test_a_hung_device_shows_stale_then_disconnected_and_recovers(watched, lab):
         simulation.hold(ch)
     sim = simulation.sim
     poller = bridge.devices[SECOND].poller
-    device_targets = lambda: [c.pid.target for c in sim.device.channels]  # noqa: E731
-    wait_until(lambda: poller.targets == device_targets(), 10,
+    wait_until(lambda: poller.targets == [c.pid.target for c in sim.device.channels], 10,
                "the poller to read the targets the device holds")
     page = watched.open_device(SECOND)
     strip = page.locator("#strip .state")

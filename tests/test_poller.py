@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from harness import now_ms, polled, read_log, running_bridge, wait_for
-from thermostat_ctrl.bridge.acquisition.bus import SampleBus
 from thermostat_ctrl.bridge.acquisition import poller as poller_module
+from thermostat_ctrl.bridge.acquisition.bus import SampleBus
 from thermostat_ctrl.bridge.acquisition.poller import Poller
 from thermostat_ctrl.bridge.status import fresh_sample
 from thermostat_ctrl.simulator import Simulator
@@ -82,7 +82,6 @@ async def test_schedule_is_drift_free_and_skips_late_polls():
     # first row, known in every later one.
     assert np.isnan(samples[0].values[-2:]).all()
     assert all(s.values[-2:].tolist() == [25.0, 25.0] for s in samples[1:])
-
 
 
 async def test_targets_that_never_fit_between_two_polls_are_still_read(monkeypatch):
